@@ -1,0 +1,84 @@
+"""The one command-line entry point: ``stormwatch <command> ...``.
+
+Each command's work lives in its own module; this file only declares the arguments
+and imports the module when the command runs (Faust and torch load slowly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _lazy(target: str) -> Handler:
+    """A handler that imports ``module:function`` only when called."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        module, func = target.split(":")
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stormwatch",
+        description="Streaming social listening and crisis early warning.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("replay", help="run the pipeline in-process over a file (no Kafka)")
+    p.add_argument("file", help="posts as JSONL or CSV")
+    p.add_argument("--scorer", default=None, help="sentiment scorer (default: settings)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary table")
+    p.add_argument("--flush", action="store_true",
+                   help="close the still-open buckets at the end of the file")
+    p.set_defaults(func=_lazy("stormwatch.local:main"))
+
+    p = sub.add_parser("worker", help="run the Faust stream worker (needs Kafka)")
+    p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    p.set_defaults(func=_lazy("stormwatch.app.worker:main"))
+
+    p = sub.add_parser("topics", help="create the topics (idempotent) and list them")
+    p.set_defaults(func=_lazy("stormwatch.app.topics:main"))
+
+    ingest = sub.add_parser("ingest", help="connectors that produce posts to Kafka")
+    isub = ingest.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    p = isub.add_parser("replay", help="replay a JSONL/CSV file of posts into posts.raw")
+    p.add_argument("file")
+    p.add_argument("--speed", type=float, default=0.0,
+                   help="event-time speed-up (60 = one hour per minute); 0 = as fast as possible")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many lines")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=_lazy("stormwatch.ingest.replay:main"))
+
+    p = sub.add_parser("alerts", help="read the alerts topic and print alerts as JSON lines")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="stop after this many seconds without a new alert")
+    p.set_defaults(func=_lazy("stormwatch.sinks.console:main"))
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bsub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    p = bsub.add_parser("pipeline-local", help="posts/s of the in-process pipeline")
+    p.add_argument("file")
+    p.add_argument("--scorer", default=None)
+    p.set_defaults(func=_lazy("stormwatch.bench.local:main"))
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""The records that travel on the topics, and the one parser that validates posts.
+
+Every stage (the replay connector, the Faust worker, the local runner) turns raw input
+into a :class:`Post` through :func:`parse_post`, so a line is accepted or rejected
+for the same reason everywhere.
+
+>>> post = parse_post('{"id": "1", "created_at": "2015-02-23T01:02:03Z", '
+...                   '"channel": "twitter", "brand": "American", "text": "no wifi again"}')
+>>> post.brand, post.created_at.isoformat()
+('American', '2015-02-23T01:02:03+00:00')
+>>> parse_post('{"id": "1"}')
+Traceback (most recent call last):
+...
+stormwatch.model.InvalidRecord: missing_field: 'created_at' is required
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+#: Longest accepted post text, in characters. Longer texts are rejected, not cut:
+#: a connector that produces them is broken and should be told so.
+MAX_TEXT_CHARS = 20_000
+#: Longest accepted raw record, in bytes (checked before JSON parsing).
+MAX_RECORD_BYTES = 256 * 1024
+#: Oldest accepted event time: nothing social-media-like predates it.
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+#: How far into the future (seconds, against the wall clock) an event may lie.
+MAX_CLOCK_SKEW_S = 24 * 3600
+
+SENTIMENTS = ("negative", "neutral", "positive")
+ALL_CHANNELS = "*"
+
+
+class InvalidRecord(ValueError):
+    """A record that cannot enter the pipeline; ``reason`` is a short stable code.
+
+    >>> InvalidRecord("empty_text", "text is empty").reason
+    'empty_text'
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _utc(value: Any, name: str) -> datetime:
+    """Parse an ISO-8601 timestamp or epoch seconds into an aware UTC datetime."""
+    if isinstance(value, bool):
+        raise InvalidRecord("wrong_type", f"{name!r} must be an ISO-8601 string or epoch seconds")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidRecord("bad_timestamp", f"{name!r} is not a finite number")
+        try:
+            dt = datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidRecord("bad_timestamp", f"{name!r} out of range: {value!r}") from exc
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise InvalidRecord("bad_timestamp", f"{name!r} is not ISO-8601: {value[:40]!r}") from exc
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)  # naive timestamps are taken as UTC
+        dt = dt.astimezone(UTC)
+    else:
+        raise InvalidRecord("wrong_type", f"{name!r} must be an ISO-8601 string or epoch seconds")
+    return dt
+
+
+def check_event_time(dt: datetime, now: float | None = None) -> datetime:
+    """Reject event times that cannot be real: before 2000 or over a day ahead.
+
+    >>> check_event_time(datetime(1999, 12, 31, tzinfo=UTC))
+    Traceback (most recent call last):
+    ...
+    stormwatch.model.InvalidRecord: bad_timestamp: 1999-12-31T00:00:00+00:00 is before 2000-01-01
+    """
+    if dt < MIN_EVENT_TIME:
+        raise InvalidRecord("bad_timestamp", f"{dt.isoformat()} is before 2000-01-01")
+    now = time.time() if now is None else now
+    if dt.timestamp() > now + MAX_CLOCK_SKEW_S:
+        raise InvalidRecord("bad_timestamp", f"{dt.isoformat()} lies more than a day in the future")
+    return dt
+
+
+def _text_field(data: Mapping[str, Any], name: str, required: bool = True) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise InvalidRecord("missing_field", f"{name!r} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRecord("wrong_type", f"{name!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _int_field(data: Mapping[str, Any], name: str) -> int:
+    value = data.get(name, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRecord("wrong_type", f"{name!r} must be an integer, got {type(value).__name__}")
+    if value < 0:
+        raise InvalidRecord("bad_value", f"{name!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One social post, as it travels on ``posts.raw``.
+
+    ``author`` is never a raw handle inside Kafka: connectors pass it through
+    :func:`hash_author` first.
+    """
+
+    id: str
+    created_at: datetime
+    channel: str
+    brand: str
+    text: str
+    lang: str | None = None
+    author: str | None = None
+    retweets: int = 0
+
+    @property
+    def ts(self) -> float:
+        """Event time as epoch seconds."""
+        return self.created_at.timestamp()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["created_at"] = _iso(self.created_at)
+        return d
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def loads_object(raw: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+    """Decode one raw record into a JSON object, with the size check first."""
+    if isinstance(raw, Mapping):
+        return raw
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raw = bytes(raw)
+        if len(raw) > MAX_RECORD_BYTES:
+            raise InvalidRecord("too_large", f"record is {len(raw)} bytes, limit {MAX_RECORD_BYTES}")
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRecord("bad_encoding", f"record is not UTF-8 ({exc.reason})") from exc
+    elif len(raw) > MAX_RECORD_BYTES:
+        raise InvalidRecord("too_large", f"record is {len(raw)} characters, limit {MAX_RECORD_BYTES}")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise InvalidRecord("malformed_json", msg) from exc
+    if not isinstance(data, dict):
+        raise InvalidRecord("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_post(raw: bytes | str | Mapping[str, Any], now: float | None = None) -> Post:
+    """Validate one raw post (JSON bytes/str or an already decoded mapping).
+
+    Raises :class:`InvalidRecord` with a stable reason code: ``too_large``,
+    ``bad_encoding``, ``malformed_json``, ``not_an_object``, ``missing_field``,
+    ``wrong_type``, ``empty_text``, ``text_too_long``, ``bad_timestamp``, ``bad_value``.
+    Unknown fields (labels, for instance) are ignored.
+
+    >>> parse_post({"id": "7", "created_at": 1424653323, "channel": "twitter",
+    ...             "brand": "United", "text": "  "})
+    Traceback (most recent call last):
+    ...
+    stormwatch.model.InvalidRecord: empty_text: 'text' is empty
+    """
+    data = loads_object(raw)
+    post_id = _text_field(data, "id")
+    if "created_at" not in data or data["created_at"] is None:
+        raise InvalidRecord("missing_field", "'created_at' is required")
+    created = check_event_time(_utc(data["created_at"], "created_at"), now)
+    channel = _text_field(data, "channel")
+    brand = _text_field(data, "brand")
+    text = _text_field(data, "text")
+    assert post_id is not None and channel is not None and brand is not None and text is not None
+    for name, value in (("id", post_id), ("channel", channel), ("brand", brand)):
+        if not value.strip():
+            raise InvalidRecord("bad_value", f"{name!r} is empty")
+        if len(value) > 200:
+            raise InvalidRecord("bad_value", f"{name!r} is longer than 200 characters")
+    if not text.strip():
+        raise InvalidRecord("empty_text", "'text' is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidRecord("text_too_long", f"'text' has {len(text)} characters, limit {MAX_TEXT_CHARS}")
+    if "\x00" in text:
+        raise InvalidRecord("bad_value", "'text' contains a NUL character")
+    retweets = _int_field(data, "retweets")
+    return Post(
+        id=post_id,
+        created_at=created,
+        channel=channel.strip().lower(),
+        brand=brand.strip(),
+        text=text,
+        lang=_text_field(data, "lang", required=False),
+        author=_text_field(data, "author", required=False),
+        retweets=retweets,
+    )
+
+
+def hash_author(author: str, salt: bytes) -> str:
+    """Pseudonymise an author id with a keyed hash (HMAC-SHA256, 16 hex chars).
+
+    >>> hash_author("@someone", b"salt") == hash_author("@someone", b"salt")
+    True
+    >>> hash_author("@someone", b"salt") == hash_author("@someone", b"pepper")
+    False
+    """
+    return hmac.new(salt, author.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Sentiment:
+    """A scorer's verdict on one post. ``negative`` is P(negative), used for shares."""
+
+    label: str
+    score: float
+    negative: float
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPost:
+    """A post after enrichment, as it travels on ``posts.scored`` (keyed by brand)."""
+
+    post: Post
+    sentiment: Sentiment
+    lang: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"post": self.post.to_dict(), "sentiment": dataclasses.asdict(self.sentiment),
+                "lang": self.lang}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ScoredPost:
+        return cls(post=parse_post(d["post"], now=float("inf")),
+                   sentiment=Sentiment(**d["sentiment"]), lang=d.get("lang"))
+
+
+def series_key(brand: str, channel: str = ALL_CHANNELS) -> str:
+    """The name of one watched series: a brand on one channel, or on all (``*``).
+
+    >>> series_key("US Airways", "twitter"), series_key("US Airways")
+    ('US Airways/twitter', 'US Airways/*')
+    """
+    return f"{brand}/{channel}"
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesStats:
+    """One closed event-time bucket of one series, as it travels on ``stats``.
+
+    ``late`` counts posts that arrived after their bucket had closed and were
+    therefore not counted in it (reported with the next bucket that closes).
+    ``samples`` holds up to three of the bucket's most negative posts (id, text).
+    """
+
+    brand: str
+    channel: str
+    bucket_start: datetime
+    bucket_seconds: int
+    count: int
+    negative: int = 0
+    neutral: int = 0
+    positive: int = 0
+    negative_score_sum: float = 0.0
+    retweets: int = 0
+    late: int = 0
+    samples: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def series(self) -> str:
+        return series_key(self.brand, self.channel)
+
+    @property
+    def negative_share(self) -> float | None:
+        return self.negative / self.count if self.count else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["bucket_start"] = _iso(self.bucket_start)
+        d["samples"] = [list(s) for s in self.samples]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SeriesStats:
+        d = dict(d)
+        d["bucket_start"] = _utc(d["bucket_start"], "bucket_start")
+        d["samples"] = tuple(tuple(s) for s in d.get("samples", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One state change of one incident, as it travels on ``alerts`` (keyed by ``id``).
+
+    The id is stable (series + first anomalous bucket), so a replay, a retry or a
+    rebalance produces the same id and never a second incident.
+    """
+
+    id: str
+    event: str  # open | escalate | resolve
+    brand: str
+    channel: str
+    severity: str  # warning | critical
+    started_at: datetime
+    at: datetime
+    observed: float
+    expected: float
+    lower: float
+    upper: float
+    score: float
+    detector: str
+    threshold: float
+    negative_share: float | None = None
+    samples: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def series(self) -> str:
+        return series_key(self.brand, self.channel)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["started_at"] = _iso(self.started_at)
+        d["at"] = _iso(self.at)
+        d["samples"] = [list(s) for s in self.samples]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Alert:
+        d = dict(d)
+        d["started_at"] = _utc(d["started_at"], "started_at")
+        d["at"] = _utc(d["at"], "at")
+        d["samples"] = tuple(tuple(s) for s in d.get("samples", ()))
+        return cls(**d)
+
+
+def alert_id(series: str, started_at: datetime) -> str:
+    """Stable incident id: the series and its first anomalous bucket.
+
+    >>> alert_id("American/*", datetime(2015, 2, 23, 1, 0, tzinfo=UTC))
+    'American/*@2015-02-23T01:00Z'
+    """
+    return f"{series}@{started_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that could not be processed, as it travels on ``posts.dlq``."""
+
+    stage: str
+    reason: str
+    error: str
+    raw: str
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def dumps(record: Any) -> bytes:
+    """Serialise a record (anything with ``to_dict``) to compact JSON bytes."""
+    return json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def raw_text(raw: bytes | str | Mapping[str, Any], limit: int | None = None) -> str:
+    """Render a raw input for a dead letter, as text (invalid UTF-8 escaped)."""
+    if isinstance(raw, Mapping):
+        text = json.dumps(raw, ensure_ascii=False, default=str)
+    elif isinstance(raw, bytes | bytearray | memoryview):
+        text = bytes(raw).decode("utf-8", errors="backslashreplace")
+    else:
+        text = raw
+    if limit is not None and len(text) > limit:
+        text = text[:limit]
+    return text
