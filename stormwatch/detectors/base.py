@@ -24,8 +24,13 @@ Observation = Mapping[str, float]
 
 @dataclass(frozen=True, slots=True)
 class Expectation:
-    """What the detector expected for the last scored observation: a centre and a band."""
+    """What the detector saw and expected for the last scored observation.
 
+    ``observed`` is what the score is about (for a windowed detector, the window's sum),
+    ``expected`` the centre and ``lower``/``upper`` the band the detector considers normal.
+    """
+
+    observed: float
     expected: float
     lower: float
     upper: float

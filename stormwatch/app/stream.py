@@ -1,0 +1,111 @@
+"""The Faust app: topics, tables and three agents that move records between the pure parts.
+
+::
+
+    posts.raw ──enrich──▶ posts.scored ──aggregate──▶ stats ──detect──▶ alerts
+        │ (validate, score,      (dedupe, event-time       (detector + alert
+        │  micro-batched)         buckets, watermark)        policy per series)
+        └──────────────▶ posts.dlq ◀── any stage's bad record, with the reason
+
+Every output goes to the partition of the input it came from, and every topic has
+the same partition count, so a brand's records and table state share one partition.
+With ``processing_guarantee="exactly_once"`` (the default) Faust commits each
+partition's outputs, changelog writes and input offsets in one Kafka transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from stormwatch import nlp
+from stormwatch.config import Settings
+from stormwatch.ingest.producer import MAX_REQUEST_BYTES
+from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
+from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
+
+log = logging.getLogger(__name__)
+
+
+def _where(event: EventT) -> str:
+    m = event.message
+    return f"{m.topic}:{m.partition}:{m.offset}"
+
+
+def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.App:
+    """Build the worker's Faust app from settings (a new app object each call)."""
+    n = settings.partitions
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka}",
+        store="memory://",
+        processing_guarantee=settings.guarantee,
+        topic_partitions=n,
+        topic_disable_leader=True,
+        datadir=f"{settings.state_dir}/{settings.app_id}",
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=MAX_REQUEST_BYTES,
+        web_enabled=False,
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw", partitions=n)
+
+    raw_t, scored_t, stats_t = topic("posts.raw"), topic("posts.scored"), topic("stats")
+    alerts_t, dlq_t = topic("alerts"), topic("posts.dlq")
+
+    buckets = app.Table("buckets", partitions=n, key_type=str, value_type=Any)
+    seen = app.Table("seen", partitions=n, key_type=str, value_type=Any)
+    monitors = app.Table("monitors", partitions=n, key_type=str, value_type=Any)
+
+    enricher = Enricher(scorer or nlp.make(settings.scorer))
+
+    async def to_dlq(event: EventT, dl: DeadLetter) -> None:
+        await dlq_t.send(key=dl.reason.encode(), value=dumps(dl), partition=event.message.partition)
+
+    @app.agent(raw_t, name="enrich")
+    async def enrich(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.scorer_batch, within=settings.scorer_within):
+            results = enricher.enrich([e.value for e in events], [_where(e) for e in events])
+            for event, item in zip(events, results, strict=True):
+                if isinstance(item, DeadLetter):
+                    await to_dlq(event, item)
+                else:
+                    await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
+                                        partition=event.message.partition)
+
+    @app.agent(scored_t, name="aggregate")
+    async def aggregate(stream: faust.StreamT) -> None:
+        agg = Aggregator(buckets, seen, settings.bucket_seconds, settings.lateness_seconds,
+                         settings.dedupe_hours)
+        async for event in stream.events():
+            try:
+                closed = agg.add(ScoredPost.from_dict(json.loads(event.value)))
+            except Exception as exc:  # a bad record must not stop the stream
+                await to_dlq(event, dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
+                                                _where(event)))
+                continue
+            for st in closed:
+                await stats_t.send(key=st.series.encode(), value=dumps(st),
+                                   partition=event.message.partition)
+
+    @app.agent(stats_t, name="detect")
+    async def detect(stream: faust.StreamT) -> None:
+        det = Detection(monitors, settings.detector, settings.detector_params, settings.policy)
+        async for event in stream.events():
+            try:
+                alerts = det.observe(SeriesStats.from_dict(json.loads(event.value)))
+            except Exception as exc:
+                await to_dlq(event, dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
+                                                _where(event)))
+                continue
+            for alert in alerts:
+                await alerts_t.send(key=alert.id.encode(), value=dumps(alert),
+                                    partition=event.message.partition)
+
+    return app

@@ -1,0 +1,153 @@
+"""Event-time buckets per brand × channel and per brand, closed by a watermark.
+
+One :class:`BrandBuckets` holds one brand's open buckets. Posts arrive late and out
+of order: the watermark is the latest event time seen minus the allowed lateness,
+and a bucket closes once the watermark passes its end. A post for a bucket that has
+already closed is *late*: it is not counted in a bucket, but in the ``late`` field of
+the next bucket that closes (and so in the ``late`` metric), never dropped silently.
+Quiet minutes close as buckets with a count of zero, so detectors see silence too.
+
+>>> from datetime import datetime, UTC
+>>> from stormwatch.model import Post, ScoredPost, Sentiment
+>>> def sp(i, minute, second=0):
+...     t = datetime(2015, 2, 23, 1, minute, second, tzinfo=UTC)
+...     post = Post(id=str(i), created_at=t, channel="twitter", brand="American", text="x")
+...     return ScoredPost(post, Sentiment("negative", 0.9, 0.9, "m"))
+>>> b = BrandBuckets("American", bucket_seconds=60, lateness_seconds=60)
+>>> b.add(sp(1, 0)), b.add(sp(2, 1, 30))
+([], [])
+>>> [(s.series, s.bucket_start.minute, s.count) for s in b.add(sp(3, 2, 5))]
+[('American/*', 0, 1), ('American/twitter', 0, 1)]
+>>> b.add(sp(4, 0, 10))  # its bucket (01:00) has closed: late
+[]
+>>> [(s.series, s.bucket_start.minute, s.count, s.late) for s in b.flush()]
+[('American/*', 1, 1, 1), ('American/twitter', 1, 1, 1), ('American/*', 2, 1, 0), ('American/twitter', 2, 1, 0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from stormwatch.model import ALL_CHANNELS, ScoredPost, SeriesStats
+
+#: How many sample posts (the most negative ones) a bucket keeps per series.
+SAMPLES = 3
+#: Longest sample text kept in a bucket, in characters.
+SAMPLE_CHARS = 280
+
+
+def _new_acc() -> list[Any]:
+    # count, negative, neutral, positive, negative_score_sum, retweets, samples
+    return [0, 0, 0, 0, 0.0, 0, []]
+
+
+class BrandBuckets:
+    """Open buckets and the watermark of one brand. Pure: no I/O, state as a dict."""
+
+    def __init__(self, brand: str, bucket_seconds: int = 60, lateness_seconds: int = 120) -> None:
+        if bucket_seconds <= 0 or lateness_seconds < 0:
+            raise ValueError("bucket_seconds must be > 0 and lateness_seconds >= 0")
+        self.brand = brand
+        self.bucket_seconds = int(bucket_seconds)
+        self.lateness_seconds = int(lateness_seconds)
+        self.open: dict[int, dict[str, list[Any]]] = {}
+        self.max_t: float | None = None
+        self.next_close: int | None = None  # start of the oldest bucket not yet closed
+        self.channels: list[str] = []
+        self.late: dict[str, int] = {}
+        self.late_total = 0
+
+    def _bucket(self, t: float) -> int:
+        return int(t // self.bucket_seconds) * self.bucket_seconds
+
+    def add(self, sp: ScoredPost) -> list[SeriesStats]:
+        """Count one scored post; return the buckets that its arrival closed."""
+        t = sp.post.ts
+        b = self._bucket(t)
+        channel = sp.post.channel
+        if channel not in self.channels:
+            self.channels.append(channel)
+            self.channels.sort()
+        if self.next_close is not None and b < self.next_close:
+            for key in (ALL_CHANNELS, channel):
+                self.late[key] = self.late.get(key, 0) + 1
+            self.late_total += 1
+            return []
+        if self.next_close is None:
+            self.next_close = b
+        per_channel = self.open.setdefault(b, {})
+        for key in (ALL_CHANNELS, channel):
+            acc = per_channel.get(key)
+            if acc is None:
+                acc = per_channel[key] = _new_acc()
+            _count(acc, sp)
+        if self.max_t is None or t > self.max_t:
+            self.max_t = t
+        return self._close_until(self.max_t - self.lateness_seconds)
+
+    def flush(self) -> list[SeriesStats]:
+        """Close every open bucket (end of a finite replay)."""
+        if not self.open:
+            return []
+        last = max(self.open)
+        return self._close_until(last + self.bucket_seconds)
+
+    def _close_until(self, watermark: float) -> list[SeriesStats]:
+        out: list[SeriesStats] = []
+        if self.next_close is None:
+            return out
+        while self.next_close + self.bucket_seconds <= watermark:
+            start = self.next_close
+            per_channel = self.open.pop(start, {})
+            for key in [ALL_CHANNELS, *self.channels]:
+                out.append(self._stats(start, key, per_channel.get(key)))
+            self.next_close = start + self.bucket_seconds
+        return out
+
+    def _stats(self, start: int, channel: str, acc: list[Any] | None) -> SeriesStats:
+        late = self.late.pop(channel, 0)
+        when = datetime.fromtimestamp(start, tz=UTC)
+        if acc is None:
+            return SeriesStats(self.brand, channel, when, self.bucket_seconds, 0, late=late)
+        count, neg, neu, pos, neg_sum, retweets, samples = acc
+        return SeriesStats(
+            brand=self.brand, channel=channel, bucket_start=when,
+            bucket_seconds=self.bucket_seconds, count=count, negative=neg, neutral=neu,
+            positive=pos, negative_score_sum=round(neg_sum, 6), retweets=retweets, late=late,
+            samples=tuple((pid, text) for _, pid, text in samples),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "brand": self.brand, "bucket_seconds": self.bucket_seconds,
+            "lateness_seconds": self.lateness_seconds,
+            "open": {str(b): v for b, v in self.open.items()},
+            "max_t": self.max_t, "next_close": self.next_close, "channels": self.channels,
+            "late": self.late, "late_total": self.late_total,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> BrandBuckets:
+        obj = cls(state["brand"], state["bucket_seconds"], state["lateness_seconds"])
+        obj.open = {int(b): {ch: list(acc) for ch, acc in v.items()} for b, v in state["open"].items()}
+        obj.max_t = state["max_t"]
+        obj.next_close = state["next_close"]
+        obj.channels = list(state["channels"])
+        obj.late = dict(state["late"])
+        obj.late_total = int(state.get("late_total", 0))
+        return obj
+
+
+def _count(acc: list[Any], sp: ScoredPost) -> None:
+    s = sp.sentiment
+    acc[0] += 1
+    acc[1 + ("negative", "neutral", "positive").index(s.label)] += 1
+    acc[4] += s.negative
+    acc[5] += sp.post.retweets
+    samples: list[Any] = acc[6]
+    if s.label == "negative" and (len(samples) < SAMPLES or s.negative > samples[-1][0]):
+        samples.append([s.negative, sp.post.id, sp.post.text[:SAMPLE_CHARS]])
+        samples.sort(key=lambda x: -x[0])
+        del samples[SAMPLES:]

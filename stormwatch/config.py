@@ -1,0 +1,129 @@
+"""Settings from the environment, validated once, with clear errors.
+
+Every runtime (worker, connectors, local runner, tests) reads the same
+:class:`Settings`, so a real cluster is used by setting ``STORMWATCH_KAFKA``.
+
+>>> s = Settings.from_env({"STORMWATCH_PARTITIONS": "4", "STORMWATCH_TOPIC_PREFIX": "t1."})
+>>> s.partitions, s.topic("posts.raw")
+(4, 't1.posts.raw')
+>>> Settings.from_env({"STORMWATCH_PARTITIONS": "zero"})
+Traceback (most recent call last):
+...
+ValueError: STORMWATCH_PARTITIONS must be an integer >= 1, got 'zero'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stormwatch.detectors.policy import PolicyConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {raw!r}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings. Each field's environment variable is ``STORMWATCH_<FIELD>``."""
+
+    kafka: str = "127.0.0.1:9092"
+    app_id: str = "stormwatch"
+    topic_prefix: str = ""
+    partitions: int = 8
+    guarantee: str = "exactly_once"
+    state_dir: str = "var/faust"
+    scorer: str = "lexicon"
+    scorer_batch: int = 64
+    scorer_within: float = 0.5
+    bucket_seconds: int = 60
+    lateness_seconds: int = 120
+    detector: str = "poisson-window"
+    detector_params: Mapping[str, Any] = field(default_factory=dict)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    dedupe_hours: float = 48.0
+    author_salt: str = ""
+    web_port: int = 6066
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        guarantee = env.get("STORMWATCH_GUARANTEE", d.guarantee)
+        if guarantee not in ("exactly_once", "at_least_once"):
+            raise ValueError(f"STORMWATCH_GUARANTEE must be exactly_once or at_least_once, got {guarantee!r}")
+        params_raw = env.get("STORMWATCH_DETECTOR_PARAMS", "")
+        try:
+            params = json.loads(params_raw) if params_raw else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"STORMWATCH_DETECTOR_PARAMS is not JSON: {exc.msg}") from None
+        if not isinstance(params, dict):
+            raise ValueError("STORMWATCH_DETECTOR_PARAMS must be a JSON object")
+        return cls(
+            kafka=env.get("STORMWATCH_KAFKA", d.kafka),
+            app_id=env.get("STORMWATCH_APP_ID", d.app_id),
+            topic_prefix=env.get("STORMWATCH_TOPIC_PREFIX", d.topic_prefix),
+            partitions=_int(env, "STORMWATCH_PARTITIONS", d.partitions, 1),
+            guarantee=guarantee,
+            state_dir=env.get("STORMWATCH_STATE_DIR", d.state_dir),
+            scorer=env.get("STORMWATCH_SCORER", d.scorer),
+            scorer_batch=_int(env, "STORMWATCH_SCORER_BATCH", d.scorer_batch, 1),
+            scorer_within=_float(env, "STORMWATCH_SCORER_WITHIN", d.scorer_within),
+            bucket_seconds=_int(env, "STORMWATCH_BUCKET_SECONDS", d.bucket_seconds, 1),
+            lateness_seconds=_int(env, "STORMWATCH_LATENESS_SECONDS", d.lateness_seconds, 0),
+            detector=env.get("STORMWATCH_DETECTOR", d.detector),
+            detector_params=params,
+            dedupe_hours=_float(env, "STORMWATCH_DEDUPE_HOURS", d.dedupe_hours),
+            author_salt=_secret(env, "STORMWATCH_AUTHOR_SALT"),
+            web_port=_int(env, "STORMWATCH_WEB_PORT", d.web_port, 1),
+        )
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the project's topics (with the test prefix, if any)."""
+        return f"{self.topic_prefix}{name}"
+
+    def __repr__(self) -> str:  # never print the salt
+        return f"Settings(kafka={self.kafka!r}, app_id={self.app_id!r}, prefix={self.topic_prefix!r})"
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{name}_FILE: cannot read {path!r}: {exc.strerror}") from None
+    return env.get(name, "")
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the shared data sets live: ``STORMWATCH_DATA`` or ``../shared/data``."""
+    env = os.environ if env is None else env
+    return Path(env.get("STORMWATCH_DATA") or REPO_ROOT.parent / "shared" / "data")

@@ -1,0 +1,97 @@
+"""One watched series: its volume detector and alert policy, turning buckets into alerts.
+
+>>> from datetime import datetime, timedelta, UTC
+>>> from stormwatch.model import SeriesStats
+>>> mon = SeriesMonitor.create("poisson-window", {"window": 5, "warmup": 30, "activation": 5},
+...                            PolicyConfig(min_volume=10, persist=2))
+>>> t0 = datetime(2015, 2, 22, tzinfo=UTC)
+>>> def bucket(i, n):
+...     return SeriesStats("Acme", "*", t0 + timedelta(minutes=i), 60, n, negative=n)
+>>> quiet = [a for i in range(120) for a in mon.observe(bucket(i, 1 + i % 2))]
+>>> burst = [a for i in range(120, 130) for a in mon.observe(bucket(i, 12))]
+>>> quiet, [(a.event, a.id) for a in burst]
+([], [('open', 'Acme/*@2015-02-22T02:01Z')])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from stormwatch.detectors import base
+from stormwatch.detectors.policy import AlertPolicy, PolicyConfig
+from stormwatch.model import Alert, SeriesStats, alert_id, series_key
+
+#: How many recent sample posts a monitor keeps as evidence for its alerts.
+EVIDENCE = 5
+
+
+class SeriesMonitor:
+    """Detector + policy + a little evidence for one series. State as a dict."""
+
+    def __init__(self, detector: base.Detector, policy: AlertPolicy) -> None:
+        self.detector = detector
+        self.policy = policy
+        self.last_bucket: int | None = None
+        self.samples: list[list[str]] = []
+        self.neg: list[float] = [0.0, 0.0]  # negatives, posts over the detector's recent buckets
+
+    @classmethod
+    def create(cls, detector: str, params: Mapping[str, Any] | None = None,
+               policy: PolicyConfig | None = None) -> SeriesMonitor:
+        return cls(base.make(detector, **dict(params or {})), AlertPolicy(policy))
+
+    def observe(self, stats: SeriesStats) -> list[Alert]:
+        """Feed one closed bucket; return the alert state changes it causes.
+
+        A bucket at or before the last one seen is ignored (idempotent replays).
+        """
+        bucket = int(stats.bucket_start.timestamp())
+        if self.last_bucket is not None and bucket <= self.last_bucket:
+            return []
+        self.last_bucket = bucket
+        x = {"t": float(bucket), "value": float(stats.count)}
+        score = self.detector.score_one(x)
+        exp = self.detector.expectation()
+        warming = self.detector.warming_up
+        self.detector.learn_one(x)
+        decay = 0.9
+        self.neg = [self.neg[0] * decay + stats.negative, self.neg[1] * decay + stats.count]
+        for pid, text in stats.samples:
+            self.samples.append([pid, text])
+        del self.samples[:-EVIDENCE]
+        volume = exp.observed if exp is not None else float(stats.count)
+        decision = self.policy.step(bucket, score, volume, warming)
+        if decision is None:
+            return []
+        event, severity, start = decision
+        started = datetime.fromtimestamp(start, tz=UTC)
+        observed = exp.observed if exp else float(stats.count)
+        return [Alert(
+            id=alert_id(series_key(stats.brand, stats.channel), started),
+            event=event, brand=stats.brand, channel=stats.channel, severity=severity,
+            started_at=started, at=stats.bucket_start,
+            observed=round(observed, 3),
+            expected=round(exp.expected, 3) if exp else 0.0,
+            lower=round(exp.lower, 3) if exp else 0.0,
+            upper=round(exp.upper, 3) if exp else 0.0,
+            score=round(score, 6), detector=self.detector.name,
+            threshold=self.policy.config.threshold,
+            negative_share=round(self.neg[0] / self.neg[1], 3) if self.neg[1] else None,
+            samples=tuple((pid, text) for pid, text in self.samples),
+        )]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"detector": self.detector.state_dict(), "policy": self.policy.state_dict(),
+                "last_bucket": self.last_bucket, "samples": self.samples, "neg": self.neg}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> SeriesMonitor:
+        mon = cls(base.restore(state["detector"]), AlertPolicy.from_state(state["policy"]))
+        mon.last_bucket = state["last_bucket"]
+        mon.samples = [list(s) for s in state["samples"]]
+        mon.neg = [float(v) for v in state["neg"]]
+        return mon
+

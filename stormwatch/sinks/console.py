@@ -1,0 +1,55 @@
+"""``stormwatch alerts``: print the alerts topic as JSON lines (committed records only)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stormwatch.config import Settings
+from stormwatch.model import Alert
+
+
+async def read_topic(settings: Settings, name: str, idle_timeout: float) -> AsyncIterator[bytes]:
+    """Every committed value of a topic from the beginning, until ``idle_timeout`` s pass quietly."""
+    topic = settings.topic(name)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, isolation_level="read_committed",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()  # new topic: refresh once
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while True:
+            batch = await consumer.getmany(*tps, timeout_ms=int(idle_timeout * 1000))
+            if not batch:
+                return
+            for records in batch.values():
+                for rec in records:
+                    yield rec.value
+    finally:
+        await consumer.stop()
+
+
+async def read_alerts(settings: Settings, idle_timeout: float = 10.0) -> list[Alert]:
+    return [Alert.from_dict(json.loads(v)) async for v in read_topic(settings, "alerts", idle_timeout)]
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+
+    async def run() -> None:
+        async for value in read_topic(settings, "alerts", args.timeout):
+            sys.stdout.write(value.decode("utf-8") + "\n")
+            sys.stdout.flush()
+
+    asyncio.run(run())
+    return 0
