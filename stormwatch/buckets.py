@@ -21,7 +21,8 @@ Quiet minutes close as buckets with a count of zero, so detectors see silence to
 >>> b.add(sp(4, 0, 10))  # its bucket (01:00) has closed: late
 []
 >>> [(s.series, s.bucket_start.minute, s.count, s.late) for s in b.flush()]
-[('American/*', 1, 1, 1), ('American/twitter', 1, 1, 1), ('American/*', 2, 1, 0), ('American/twitter', 2, 1, 0)]
+[('American/*', 1, 1, 1), ('American/twitter', 1, 1, 1),
+ ('American/*', 2, 1, 0), ('American/twitter', 2, 1, 0)]
 """
 
 from __future__ import annotations
