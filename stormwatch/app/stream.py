@@ -7,10 +7,14 @@
         │  micro-batched)         buckets, watermark)        policy per series)
         └──────────────▶ posts.dlq ◀── any stage's bad record, with the reason
 
-Every output goes to the partition of the input it came from, and every topic has
-the same partition count, so a brand's records and table state share one partition.
-With ``processing_guarantee="exactly_once"`` (the default) Faust commits each
-partition's outputs, changelog writes and input offsets in one Kafka transaction.
+Every topic has the same partition count, and ``posts.scored`` and ``stats`` records go
+to the partition of the input they came from, so a brand's records and table state
+share one partition. With ``processing_guarantee="exactly_once"`` (the default) Faust
+commits each partition's outputs, changelog writes and input offsets in one Kafka
+transaction. ``alerts`` (keyed and compacted by alert id) and ``posts.dlq`` are not
+consumed by the worker and are written outside those transactions: at least once,
+and an alert event repeated after a crash has the same id and event, so sinks
+that key on (id, event) page once.
 """
 
 from __future__ import annotations
@@ -59,14 +63,15 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     raw_t, scored_t, stats_t = topic("posts.raw"), topic("posts.scored"), topic("stats")
     alerts_t, dlq_t = topic("alerts"), topic("posts.dlq")
 
+    # Names as in stormwatch.app.topics.TABLES, which creates their changelogs up front.
     buckets = app.Table("buckets", partitions=n, key_type=str, value_type=Any)
     seen = app.Table("seen", partitions=n, key_type=str, value_type=Any)
     monitors = app.Table("monitors", partitions=n, key_type=str, value_type=Any)
 
     enricher = Enricher(scorer or nlp.make(settings.scorer))
 
-    async def to_dlq(event: EventT, dl: DeadLetter) -> None:
-        await dlq_t.send(key=dl.reason.encode(), value=dumps(dl), partition=event.message.partition)
+    async def to_dlq(dl: DeadLetter) -> None:
+        await dlq_t.send(key=dl.reason.encode(), value=dumps(dl))
 
     @app.agent(raw_t, name="enrich")
     async def enrich(stream: faust.StreamT) -> None:
@@ -74,7 +79,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
             results = enricher.enrich([e.value for e in events], [_where(e) for e in events])
             for event, item in zip(events, results, strict=True):
                 if isinstance(item, DeadLetter):
-                    await to_dlq(event, item)
+                    await to_dlq(item)
                 else:
                     await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
                                         partition=event.message.partition)
@@ -87,7 +92,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
             try:
                 closed = agg.add(ScoredPost.from_dict(json.loads(event.value)))
             except Exception as exc:  # a bad record must not stop the stream
-                await to_dlq(event, dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
+                await to_dlq(dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
                                                 _where(event)))
                 continue
             for st in closed:
@@ -101,11 +106,10 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
             try:
                 alerts = det.observe(SeriesStats.from_dict(json.loads(event.value)))
             except Exception as exc:
-                await to_dlq(event, dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
+                await to_dlq(dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
                                                 _where(event)))
                 continue
             for alert in alerts:
-                await alerts_t.send(key=alert.id.encode(), value=dumps(alert),
-                                    partition=event.message.partition)
+                await alerts_t.send(key=alert.id.encode(), value=dumps(alert))
 
     return app

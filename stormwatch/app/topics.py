@@ -37,9 +37,18 @@ TOPICS = (
               "rejected records with the reason"),
 )
 
+#: The worker's tables. Their changelog topics are created here, before the worker
+#: subscribes, so the partition assignment never races a topic still being created.
+TABLES = ("buckets", "seen", "monitors")
 
-async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create the project's topics that are missing; return the ones created."""
+
+def changelog_topics(settings: Settings) -> list[str]:
+    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 30.0, tables: bool = False) -> list[str]:
+    """Create the project's topics that are missing (and the worker's changelogs if
+    ``tables``); return the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     created: list[str] = []
@@ -47,20 +56,23 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         existing = set(await admin.list_topics())
         new = [NewTopic(settings.topic(t.name), settings.partitions, 1, topic_configs=t.config)
                for t in TOPICS if settings.topic(t.name) not in existing]
+        if tables:
+            new += [NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
+                    for name in changelog_topics(settings) if name not in existing]
         for topic in new:
             try:
                 await admin.create_topics([topic])
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass  # another process created it in the meantime
-        await _check_partitions(admin, settings)
+        await _check_partitions(admin, settings, tables)
     finally:
         await admin.close()
     return created
 
 
-async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings) -> None:
-    names = [settings.topic(t.name) for t in TOPICS]
+async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, tables: bool) -> None:
+    names = [settings.topic(t.name) for t in TOPICS] + (changelog_topics(settings) if tables else [])
     for _ in range(50):  # a new topic's partitions show up in the metadata after a moment
         described = await admin.describe_topics(names)
         if all(d["partitions"] for d in described):

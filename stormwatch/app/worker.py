@@ -13,7 +13,7 @@ from stormwatch.config import Settings
 def main(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     try:
-        asyncio.run(ensure_topics(settings))
+        asyncio.run(ensure_topics(settings, tables=True))
     except Exception as exc:
         print(f"stormwatch worker: cannot prepare topics on {settings.kafka}: {exc!r}", file=sys.stderr)
         return 1
