@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_lazy("stormwatch.ingest.replay:main"))
 
+    p = sub.add_parser("lag", help="the worker's consumer lag per input topic")
+    p.add_argument("--wait", action="store_true", help="wait until the worker has caught up")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    p.set_defaults(func=_lazy("stormwatch.app.lag:main"))
+
     p = sub.add_parser("alerts", help="read the alerts topic and print alerts as JSON lines")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="stop after this many seconds without a new alert")

@@ -57,7 +57,7 @@ class Settings:
     app_id: str = "stormwatch"
     topic_prefix: str = ""
     partitions: int = 8
-    guarantee: str = "exactly_once"
+    guarantee: str = "at_least_once"
     state_dir: str = "var/faust"
     scorer: str = "lexicon"
     scorer_batch: int = 64

@@ -40,7 +40,7 @@ from stormwatch.nlp.base import Scorer
 log = logging.getLogger(__name__)
 
 #: How much of a rejected record a dead letter keeps (characters).
-DLQ_RAW_CHARS = 1_000_000
+DLQ_RAW_CHARS = 2_000_000
 
 
 def dead_letter(stage: str, raw: Any, reason: str, error: str, source: str = "") -> DeadLetter:

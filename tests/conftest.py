@@ -61,7 +61,8 @@ def env(kafka: str, tmp_path: Path) -> dict[str, str]:
     tag = "t" + uuid.uuid4().hex[:10]
     return {**os.environ, "STORMWATCH_KAFKA": kafka, "STORMWATCH_APP_ID": tag,
             "STORMWATCH_TOPIC_PREFIX": f"{tag}.", "STORMWATCH_PARTITIONS": "4",
-            "STORMWATCH_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"}
+            "STORMWATCH_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1",
+            "STORMWATCH_GUARANTEE": os.environ.get("STORMWATCH_GUARANTEE", "at_least_once")}
 
 
 def settings_of(env: dict[str, str]) -> Settings:

@@ -1,0 +1,91 @@
+"""Consumer lag of the worker's group: how many records each input topic still holds for it.
+
+``stormwatch lag`` prints it; ``--wait`` blocks until the worker has caught up with
+everything written so far (the demo and the benchmarks use this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stormwatch.config import Settings
+
+#: The topics the worker consumes, in pipeline order.
+INPUTS = ("posts.raw", "posts.scored", "stats")
+
+
+#: Below this offset gap the records are counted: transaction markers take offsets too.
+SMALL_GAP = 100
+
+
+async def _records_between(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int) -> int:
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    n = 0
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=500)
+        n += sum(len(v) for v in batch.values())
+        if not batch:
+            break
+    return n
+
+
+async def consumer_lag(settings: Settings) -> dict[str, int]:
+    """Records not yet committed by the worker's group, per input topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, isolation_level="read_committed")
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        tps = [TopicPartition(settings.topic(t), p) for t in INPUTS for p in range(settings.partitions)]
+        ends = await consumer.end_offsets(tps)
+        lag: dict[str, int] = {t: 0 for t in INPUTS}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            gap = max(0, ends[tp] - done)
+            if 0 < gap <= SMALL_GAP:
+                gap = await _records_between(consumer, tp, done, ends[tp])
+            lag[tp.topic[len(settings.topic_prefix):]] += gap
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float = 3.0) -> dict[str, int]:
+    """Wait until the lag is zero on every input twice, ``settle_s`` apart."""
+    deadline = time.monotonic() + timeout_s
+    zero_since: float | None = None
+    while True:
+        lag = await consumer_lag(settings)
+        now = time.monotonic()
+        if sum(lag.values()) == 0:
+            zero_since = zero_since or now
+            if now - zero_since >= settle_s:
+                return lag
+        else:
+            zero_since = None
+        if now > deadline:
+            raise TimeoutError(f"worker still behind after {timeout_s:.0f} s: {lag}")
+        await asyncio.sleep(1.0)
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    try:
+        lag = (asyncio.run(wait_caught_up(settings, args.timeout)) if args.wait
+               else asyncio.run(consumer_lag(settings)))
+    except TimeoutError as exc:
+        print(f"stormwatch lag: {exc}", file=sys.stderr)
+        return 1
+    for topic, n in lag.items():
+        print(f"{settings.topic(topic):<28}{n:>10}")
+    return 0
