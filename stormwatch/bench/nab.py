@@ -7,7 +7,10 @@ label timestamps to rows). The rules (see ``DESIGN.md``, "NAB scoring, in words"
 * the first 15% of a file's rows, at most 750, are probation: not scored at all
   (a detection there is neither a true nor a false positive, and a window whose
   rows all lie in probation is not counted);
-* a row is a detection when its score is ≥ the threshold ``T``;
+* a row is a detection when its score is ≥ the threshold ``T`` and > 0 (a row
+  scoring 0 is never a detection: otherwise ``T = 0`` would let an all-zero
+  detector "detect" every row; for any real detector that threshold is never
+  the best one, so this changes nothing but the degenerate case);
 * inside a window of width ``W`` that ends at row ``R``, a detection at row ``i`` is
   worth ``tp_w × σ(−(R−i+1)/W) / σ(−1)``; only the best (earliest) detection of a
   window counts, and a window without any costs ``−fn_w``;
@@ -184,7 +187,7 @@ class ScoredFile:
         fp_sum = 0.0
         fp = 0
         for s, w, wid in zip(self.scores, weights, ids, strict=True):
-            if wid == -2 or s < threshold:
+            if wid == -2 or s < threshold or s <= 0.0:
                 continue
             if wid == -1:
                 fp_sum += w
@@ -241,8 +244,9 @@ class Sweep:
 def sweep(files: Sequence[ScoredFile], profile: Profile) -> Sweep:
     """Choose the one threshold that maximises the summed raw score over ``files``.
 
-    Exact: every distinct score is tried as a threshold (plus "above everything",
-    reported as ``inf``, which detects nothing). Ties go to the highest threshold.
+    Exact: every distinct positive score is tried as a threshold (plus "above
+    everything", reported as ``inf``, which detects nothing). Ties go to the
+    highest threshold.
 
     >>> f = ScoredFile("f", [0, 0, 0, 0, 0.9, 0.2, 0, 0, 0.5, 0], [(4, 5)], probation=2)
     >>> r = sweep([f], PROFILES["standard"])
@@ -258,7 +262,7 @@ def sweep(files: Sequence[ScoredFile], profile: Profile) -> Sweep:
         base -= profile.fn * nw
         per_window: dict[int, list[tuple[float, float]]] = {}
         for s, w, wid in zip(f.scores, weights, ids, strict=True):
-            if wid == -2:
+            if wid == -2 or s <= 0.0:
                 continue
             if wid == -1:
                 events.append((float(s), w))
@@ -296,7 +300,8 @@ def detection_delays(
     for lo, hi in windows:
         if hi < probation:
             continue
-        hit = next((i for i in range(max(lo, probation), hi + 1) if scores[i] >= threshold), None)
+        rows = range(max(lo, probation), hi + 1)
+        hit = next((i for i in rows if scores[i] >= threshold and scores[i] > 0.0), None)
         out.append(None if hit is None else times[hit] - times[lo])
     return out
 
