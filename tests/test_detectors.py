@@ -21,6 +21,8 @@ FAST = {  # small settings so that property tests stay quick; the same code path
     "river-hst": {"warmup": 5, "n_trees": 3, "height": 3, "window_size": 10},
     "river-gaussian": {"warmup": 5, "window_size": 20},
     "river-sad": {"warmup": 5},
+    "cooldown": {"inner": "seasonal-baseline", "inner_params": {"warmup": 5, "alarm": 0.99},
+                 "alarm": 0.5, "cooldown": 600.0},
 }
 
 values = st.one_of(

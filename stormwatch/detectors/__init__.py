@@ -9,7 +9,7 @@ bench measures by default).
 'seasonal-baseline'
 """
 
-from stormwatch.detectors import baselines, river_wrappers, seasonal, share_cusum
+from stormwatch.detectors import baselines, cooldown, river_wrappers, seasonal, share_cusum
 from stormwatch.detectors.base import REGISTRY, Detector, Expectation, make, register, restore
 
 DEFAULT_VOLUME_DETECTOR = "seasonal-baseline"
@@ -22,6 +22,7 @@ __all__ = [
     "Detector",
     "Expectation",
     "baselines",
+    "cooldown",
     "make",
     "register",
     "restore",
