@@ -63,7 +63,8 @@ class SeasonalBaseline(Detector):
     Parameters
     ----------
     alpha
-        EW weight of the level and spread (≈ 1/memory in observations).
+        EW weight of the level and spread (≈ 1/memory in observations); before
+        ``1/alpha`` observations they are plain running averages.
     season
         ``"day"`` (24 hourly slots), ``"week"`` (168) or ``"none"``.
     season_alpha
@@ -248,7 +249,9 @@ class SeasonalBaseline(Detector):
 
     def _learn(self, v: float, r: float, s: float, slot: int, new_avg: list[float]) -> None:
         n = self._n
-        a = self.alpha if n > 50 else 1.0 / (n + 1)
+        a = 1.0 / (n + 1)  # a plain running mean until 1/alpha observations, then EW
+        if a < self.alpha:
+            a = self.alpha
         c = self.clip * s
         rc = r if (n < 20 or -c < r < c) else (c if r > 0 else -c)
         self._level += a * rc
