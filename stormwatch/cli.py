@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default=None, help="detector parameters as JSON (default: its defaults)")
     p.add_argument("--half", choices=["even", "odd"], default=None,
                    help="only every other file in sorted order (carry-over checks)")
+    p.add_argument("--rescore", default=None, metavar="RESULTS",
+                   help="score the CSVs a previous --results run wrote instead of running a detector")
     p.set_defaults(func=_lazy("stormwatch.bench.nab_cli:main"))
 
     p = bsub.add_parser("detector-speed", help="updates/s of one detector on one core")

@@ -38,13 +38,14 @@ def parse_time(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class NabFile:
-    """One series: its key ``category/file.csv``, rows and labelled windows (in epoch seconds)."""
+    """One series: its key ``category/file.csv``, rows, labelled windows and anomaly times (epoch s)."""
 
     key: str
     stamps: tuple[str, ...]
     times: tuple[float, ...]
     values: tuple[float, ...]
     windows: tuple[tuple[float, float], ...]
+    labels: tuple[float, ...] = ()
 
     @property
     def category(self) -> str:
@@ -59,6 +60,8 @@ def load_corpus(root: Path | str, only: str | None = None) -> list[NabFile]:
     """
     root = Path(root)
     labels = json.loads((root / "labels" / "combined_windows.json").read_text())
+    points_path = root / "labels" / "combined_labels.json"
+    points = json.loads(points_path.read_text()) if points_path.is_file() else {}
     files = []
     for path in sorted((root / "data").glob("*/*.csv")):
         key = f"{path.parent.name}/{path.name}"
@@ -77,5 +80,6 @@ def load_corpus(root: Path | str, only: str | None = None) -> list[NabFile]:
                 times.append(parse_time(row[0]))
                 values.append(float(row[1]))
         windows = tuple((parse_time(a), parse_time(b)) for a, b in labels[key])
-        files.append(NabFile(key, tuple(stamps), tuple(times), tuple(values), windows))
+        marks = tuple(parse_time(p) for p in points.get(key, []))
+        files.append(NabFile(key, tuple(stamps), tuple(times), tuple(values), windows, marks))
     return files
