@@ -48,11 +48,16 @@ class SeasonalBaseline(Detector):
     added to it, so low counts (0–5 posts a bucket) do not look anomalous by
     chance alone.
 
-    Evidence is the largest of three standardised deviations: the residual itself
-    and two EW averages of it (``shorts``: fast and slow, for short bursts and
-    level shifts), plus a "new extreme" check (a value beyond the range seen so far
-    by more than ``spatial`` × that range). It becomes a surprise
-    ``S = −ln P(|Z| ≥ z)`` and a score ``S / (S + scale)`` in [0, 1).
+    Evidence is the largest of the standardised EW averages of the residual
+    (``shorts``: a fast one, ~the last dozen observations, for bursts, and a slow
+    one for level shifts; each rescaled to unit variance under noise), plus a
+    "new extreme" check (a value beyond the range seen so far by more than
+    ``spatial`` × that range). A lone residual therefore counts only through the
+    averages (about half its size with the defaults) or as a new extreme: single
+    noisy points alarm far less, sustained changes build up within a few
+    observations. (``shorts=(1.0, ...)`` adds the raw residual itself.) The
+    evidence becomes a surprise ``S = −ln P(|Z| ≥ z)`` and a score
+    ``S / (S + scale)`` in [0, 1).
 
     An alarm (score ≥ ``alarm``) starts a ``cooldown`` (seconds of event time) in
     which scores are 0: the event has been reported, and its tail is not news.
@@ -72,7 +77,7 @@ class SeasonalBaseline(Detector):
     clip
         Residuals are clipped at this many spreads before learning.
     shorts
-        EW weights of the averaged residuals (level-shift evidence).
+        EW weights of the averaged residuals (burst and level-shift evidence).
     spatial
         Tolerance of the new-extreme check, as a fraction of the range seen; 0 = off.
     scale
@@ -108,7 +113,7 @@ class SeasonalBaseline(Detector):
         season: str = "day",
         season_alpha: float = 0.05,
         clip: float = 5.0,
-        shorts: tuple[float, ...] | list[float] = (0.05, 0.3),
+        shorts: tuple[float, ...] | list[float] = (0.05, 0.15),
         spatial: float = 0.02,
         scale: float = 10.0,
         alarm: float = 0.85,
@@ -220,8 +225,8 @@ class SeasonalBaseline(Detector):
         e, s, slot = self._expected(t)
         r = v - e
         z = r / s
-        # evidence: the residual, its EW averages, and a new extreme
-        zmax = abs(z)
+        # evidence: EW averages of the residual, and a new extreme
+        zmax = 0.0
         avg = self._avg
         new_avg = []
         for b, g, a in zip(self.shorts, self._gains, avg, strict=True):
