@@ -12,7 +12,7 @@ __all__ = ["SeasonalBaseline", "gaussian_surprise"]
 
 _SQRT2 = math.sqrt(2.0)
 _LN_SQRT_PI_2 = 0.5 * math.log(math.pi / 2.0)
-_SLOTS = {"day": 24, "week": 168, "none": 1}
+_SLOTS = {"weekpart": 48, "day": 24, "week": 168, "none": 1}
 
 
 def gaussian_surprise(z: float) -> float:
@@ -37,10 +37,11 @@ def gaussian_surprise(z: float) -> float:
 
 @register
 class SeasonalBaseline(Detector):
-    """Expected level and spread learnt online, with hour-of-day (or hour-of-week) offsets.
+    """Expected level and spread learnt online, with hour-of-day × weekday/weekend offsets.
 
     The expectation is an exponentially weighted level plus a per-slot seasonal
-    offset (slot = hour of day or hour of week of ``t``, UTC). Each residual is
+    offset (slot = hour of day of ``t``, UTC, separately for weekdays and
+    weekends; or hour of day only, or hour of week). Each residual is
     clipped at ``clip`` spreads before it updates the level, the spread and the
     offsets, so spikes already seen do not drag the baseline along. The spread is
     the EW standard deviation of those clipped residuals; while every value seen
@@ -71,7 +72,8 @@ class SeasonalBaseline(Detector):
         EW weight of the level and spread (≈ 1/memory in observations); before
         ``1/alpha`` observations they are plain running averages.
     season
-        ``"day"`` (24 hourly slots), ``"week"`` (168) or ``"none"``.
+        ``"weekpart"`` (24 hourly slots for weekdays, 24 for Saturday/Sunday),
+        ``"day"`` (24), ``"week"`` (168) or ``"none"``.
     season_alpha
         EW weight of a slot's offset, per visit of that slot.
     clip
@@ -110,7 +112,7 @@ class SeasonalBaseline(Detector):
     def __init__(
         self,
         alpha: float = 0.001,
-        season: str = "day",
+        season: str = "weekpart",
         season_alpha: float = 0.05,
         clip: float = 5.0,
         shorts: tuple[float, ...] | list[float] = (0.05, 0.15),
@@ -137,6 +139,7 @@ class SeasonalBaseline(Detector):
         self.cooldown = cooldown
         self.warmup = warmup
         self._n_slots = _SLOTS[season]
+        self._weekpart = season == "weekpart"
         self._slot_seconds = 3600.0
         # √((2−b)/b): an EW average of iid unit residuals has variance b/(2−b)
         self._gains = tuple(math.sqrt((2.0 - b) / b) for b in self.shorts)
@@ -190,7 +193,11 @@ class SeasonalBaseline(Detector):
         return Expectation(e, e - 3.0 * s, e + 3.0 * s)
 
     def _slot(self, t: float) -> int:
-        return int(t // self._slot_seconds) % self._n_slots
+        hour = int(t // self._slot_seconds)
+        if self._weekpart:
+            weekend = (hour // 24 + 3) % 7 >= 5  # day 0 (1970-01-01) was a Thursday
+            return hour % 24 + (24 if weekend else 0)
+        return hour % self._n_slots
 
     def _expected(self, t: float) -> tuple[float, float, int]:
         slot = self._slot(t) if self._n_slots > 1 else 0
