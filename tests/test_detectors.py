@@ -197,3 +197,24 @@ def test_share_cusum_known_llr():
 def test_default_detector_is_the_seasonal_baseline():
     assert DEFAULT_VOLUME_DETECTOR == "seasonal-baseline"
     assert isinstance(make(DEFAULT_VOLUME_DETECTOR), SeasonalBaseline)
+
+
+def test_seasonal_low_counts_sustained_rise():
+    # after two weeks of Poisson(1.5) minutes: a rise to 10/min alarms within 3 minutes,
+    # a rise to 4/min (within the range already seen) does not within half an hour
+    det = SeasonalBaseline()
+    n = 14 * 24 * 60
+    us = list(_uniforms(n + 30))
+    for i in range(n):
+        det.update({"t": 60.0 * i, "value": float(_poisson(1.5, us[i]))})
+    state = det.state_dict()
+
+    def first_alarm(lam: float) -> int | None:
+        d = restore(state)
+        for k in range(30):
+            if d.update({"t": 60.0 * (n + k), "value": float(_poisson(lam, us[n + k]))}) >= d.alarm:
+                return k
+        return None
+
+    assert first_alarm(10.0) is not None and first_alarm(10.0) <= 3
+    assert first_alarm(4.0) is None
