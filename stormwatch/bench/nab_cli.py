@@ -124,6 +124,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     params = json.loads(args.params) if args.params else {}
     name = args.detector or DEFAULT_VOLUME_DETECTOR
+    try:
+        make(name, **params)  # fail early, before reading the corpus
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"error: detector {name!r}: {exc}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     files = load_corpus(root)
     if args.half:
