@@ -74,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", default=None)
     p.set_defaults(func=_lazy("stormwatch.bench.local:main"))
 
+    p = bsub.add_parser("nab", help="run a detector over the NAB corpus and score it (3 profiles)")
+    p.add_argument("--data", default=None,
+                   help="NAB directory with data/ and labels/ (default: $STORMWATCH_DATA/nab)")
+    p.add_argument("--results", default=None, help="write OUT/<category>/<file>.csv with the scores")
+    p.add_argument("--detector", default=None,
+                   help="registered detector name (default: the product's volume detector)")
+    p.add_argument("--params", default=None, help="detector parameters as JSON (default: its defaults)")
+    p.add_argument("--half", choices=["even", "odd"], default=None,
+                   help="only every other file in sorted order (carry-over checks)")
+    p.add_argument("--rescore", default=None, metavar="RESULTS",
+                   help="score the CSVs a previous --results run wrote instead of running a detector")
+    p.set_defaults(func=_lazy("stormwatch.bench.nab_cli:main"))
+
+    p = bsub.add_parser("detector-speed", help="updates/s of one detector on one core")
+    p.add_argument("--detector", default=None, help="registered detector name (default: the product's)")
+    p.add_argument("--params", default=None, help="detector parameters as JSON")
+    p.add_argument("--n", type=int, default=300_000, help="updates per run")
+    p.add_argument("--repeat", type=int, default=3, help="runs; the best one is reported")
+    p.set_defaults(func=_lazy("stormwatch.bench.nab_cli:speed"))
+
     return parser
 
 

@@ -78,7 +78,7 @@ class PoissonWindow(Detector):
         return self.active_for < self.warmup
 
     def score_one(self, x: Observation) -> float:
-        value = float(x["value"])
+        value = max(0.0, float(x["value"]))  # counts: a negative value is read as 0
         window_sum = self.wsum - self.buf[self.pos] + value
         expected = self.rate * self.window
         sd = math.sqrt(expected * self.overdispersion + 1.0)
@@ -89,7 +89,7 @@ class PoissonWindow(Detector):
         return normal_cdf((window_sum - expected) / sd)
 
     def learn_one(self, x: Observation) -> None:
-        value = float(x["value"])
+        value = max(0.0, float(x["value"]))  # counts: a negative value is read as 0
         score = self.score_one(x)
         self.wsum += value - self.buf[self.pos]
         self.buf[self.pos] = value

@@ -1,0 +1,221 @@
+"""Detector properties (hypothesis) and known behaviour of each detector."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stormwatch.detectors import DEFAULT_VOLUME_DETECTOR, REGISTRY, make, restore
+from stormwatch.detectors.seasonal import SeasonalBaseline, gaussian_surprise
+from stormwatch.detectors.share_cusum import ShareCusum
+
+FAST = {  # small settings so that property tests stay quick; the same code paths
+    "seasonal-baseline": {"warmup": 5},
+    "poisson-window": {"window": 5, "warmup": 3, "activation": 2},
+    "share-cusum": {"warmup_posts": 5},
+    "null": {},
+    "random": {"seed": 3},
+    "river-hst": {"warmup": 5, "n_trees": 3, "height": 3, "window_size": 10},
+    "river-gaussian": {"warmup": 5, "window_size": 20},
+    "river-sad": {"warmup": 5},
+    "cooldown": {"inner": "seasonal-baseline", "inner_params": {"warmup": 5, "alarm": 0.99},
+                 "alarm": 0.5, "cooldown": 600.0},
+}
+
+values = st.one_of(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+    st.integers(min_value=0, max_value=50).map(float),
+)
+series = st.lists(st.tuples(st.floats(min_value=0.0, max_value=3600.0), values, st.integers(1, 200)),
+                  min_size=1, max_size=60)
+
+
+def observations(raw):
+    t = 1_424_986_973.0
+    out = []
+    for dt, v, n in raw:
+        t += dt
+        out.append({"t": t, "value": v, "n": float(n)})
+    return out
+
+
+def fit_share(obs):  # the share detector reads a share in [0, 1]
+    return [{**x, "value": min(1.0, abs(x["value"]) / 1e6 * 50)} for x in obs]
+
+
+def prepared(name, raw):
+    obs = observations(raw)
+    return fit_share(obs) if name == "share-cusum" else obs
+
+
+def test_every_registered_detector_is_covered():
+    assert set(REGISTRY) == set(FAST)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@settings(max_examples=40, deadline=None)
+@given(raw=series)
+def test_scores_in_unit_interval(name, raw):
+    det = make(name, **FAST[name])
+    for x in prepared(name, raw):
+        s = det.update(x)
+        assert isinstance(s, float)
+        assert 0.0 <= s <= 1.0
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@settings(max_examples=25, deadline=None)
+@given(raw=series)
+def test_same_input_same_output(name, raw):
+    obs = prepared(name, raw)
+    a, b = make(name, **FAST[name]), make(name, **FAST[name])
+    assert [a.update(x) for x in obs] == [b.update(x) for x in obs]
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@settings(max_examples=25, deadline=None)
+@given(raw=series, cut=st.integers(min_value=0, max_value=60))
+def test_save_restore_gives_identical_scores(name, raw, cut):
+    obs = prepared(name, raw)
+    cut = min(cut, len(obs))
+    det = make(name, **FAST[name])
+    for x in obs[:cut]:
+        det.update(x)
+    saved = json.loads(json.dumps(det.state_dict(), allow_nan=False))  # what a Faust table holds
+    twin = restore(saved)
+    rest = obs[cut:]
+    assert [twin.update(x) for x in rest] == [det.update(x) for x in rest]
+    assert twin.state_dict() == det.state_dict()
+
+
+PURE_SCORERS = ["seasonal-baseline", "share-cusum", "random", "river-gaussian", "river-sad"]
+
+
+@pytest.mark.parametrize("name", PURE_SCORERS)
+@settings(max_examples=25, deadline=None)
+@given(raw=series)
+def test_score_one_does_not_learn(name, raw):
+    obs = prepared(name, raw)
+    det = make(name, **FAST[name])
+    for x in obs:
+        before = json.dumps(det.state_dict())
+        s = det.score_one(x)
+        assert json.dumps(det.state_dict()) == before
+        assert det.update(x) == s
+
+
+def test_seasonal_state_is_bounded():
+    det = SeasonalBaseline()
+    obs = [{"t": 300.0 * i, "value": float(i % 17)} for i in range(30_000)]
+    for x in obs[:3000]:  # > one week of 5-minute buckets: every slot visited
+        det.update(x)
+    size = len(json.dumps(det.state_dict()))
+    for x in obs[3000:]:
+        det.update(x)
+    assert len(json.dumps(det.state_dict())) <= size + 200  # digits only, no growth
+    assert len(det.state_dict()["state"]["offsets"]) == 48
+
+
+def test_gaussian_surprise_known_values():
+    # −ln P(|Z| ≥ z): P = 0.3173 at z = 1, 0.0455 at z = 2, 2.7e−3 at z = 3
+    assert gaussian_surprise(1.0) == pytest.approx(-math.log(0.3173105), rel=1e-6)
+    assert gaussian_surprise(2.0) == pytest.approx(-math.log(0.0455003), rel=1e-6)
+    assert gaussian_surprise(3.0) == pytest.approx(-math.log(0.0026998), rel=1e-5)
+    assert gaussian_surprise(-3.0) == gaussian_surprise(3.0)
+
+
+def _poisson(lam: float, u: float) -> int:
+    """Inverse-CDF Poisson draw from a uniform u (deterministic tests, no RNG state)."""
+    k, p = 0, math.exp(-lam)
+    c = p
+    while u > c:
+        k += 1
+        p *= lam / k
+        c += p
+    return k
+
+
+def _uniforms(n: int, seed: int = 1):
+    state = seed
+    for _ in range(n):
+        state = (state * 6364136223846793005 + 1442695040888963407) & ((1 << 64) - 1)
+        yield (state >> 11) / float(1 << 53)
+
+
+def test_seasonal_low_counts_rarely_alarm_and_catch_a_burst():
+    # the product's case: 1-minute buckets, 0–5 posts, mean 1.5; two weeks
+    det = SeasonalBaseline()
+    n = 14 * 24 * 60
+    alarms = 0
+    for i, u in enumerate(_uniforms(n)):
+        if det.update({"t": 60.0 * i, "value": float(_poisson(1.5, u))}) >= det.alarm:
+            alarms += 1
+    assert alarms <= 3  # Poisson noise alone: at most a handful in two weeks
+    burst = [det.update({"t": 60.0 * (n + k), "value": 15.0}) for k in range(3)]
+    assert burst[0] >= det.alarm
+
+
+def test_seasonal_learns_the_daily_cycle():
+    det = SeasonalBaseline(warmup=100)
+    for i in range(14 * 288):  # two weeks of 5-minute buckets
+        t = 300.0 * i
+        det.update({"t": t, "value": 100.0 + 80.0 * math.sin(2 * math.pi * t / 86400)})
+    t = 300.0 * 14 * 288 + 6 * 3600  # 06:00, the daily peak
+    assert det.score_one({"t": t, "value": 180.0}) < 0.5
+    exp = det.expectation()
+    assert exp is not None and exp.lower <= exp.expected <= exp.upper
+    # the same value at the daily trough, for a quarter of an hour, is an alarm
+    twin = restore(det.state_dict())
+    trough = [twin.update({"t": t + 12 * 3600 + 300.0 * k, "value": 180.0}) for k in range(3)]
+    assert max(trough) >= det.alarm
+
+
+def test_seasonal_cooldown_in_event_time():
+    det = SeasonalBaseline(warmup=10, cooldown=3600.0)
+    for i in range(200):
+        det.update({"t": 60.0 * i, "value": 10.0 + (i % 3)})
+    assert det.update({"t": 12000.0, "value": 100.0}) >= det.alarm
+    assert det.update({"t": 12060.0, "value": 200.0}) == 0.0  # within the hour
+    assert det.update({"t": 12000.0 + 3600.0, "value": 400.0}) > 0.0
+
+
+def test_share_cusum_known_llr():
+    # p0 = 0.2 learnt exactly; shift 0.25 → p1 = 0.2 + 0.25 × 0.8 = 0.4
+    # 3 negative of 4: llr = 3 ln(0.4/0.2) + 1 ln(0.6/0.8) = 1.7917595; score = llr/(llr + 10)
+    det = ShareCusum(warmup_posts=100)
+    for i in range(40):
+        det.update({"t": 60.0 * i, "value": 0.2, "n": 50})
+    assert det.expectation().expected == pytest.approx(0.2)
+    assert det.score_one({"t": 2400.0, "value": 0.75, "n": 4}) == pytest.approx(1.7917595 / 11.7917595)
+    # the same share over 400 posts is 100 times the evidence, capped at 3h
+    assert det.score_one({"t": 2400.0, "value": 0.75, "n": 400}) == pytest.approx(30 / 40)
+
+
+def test_default_detector_is_the_seasonal_baseline():
+    assert DEFAULT_VOLUME_DETECTOR == "seasonal-baseline"
+    assert isinstance(make(DEFAULT_VOLUME_DETECTOR), SeasonalBaseline)
+
+
+def test_seasonal_low_counts_sustained_rise():
+    # after two weeks of Poisson(1.5) minutes: a rise to 10/min alarms within 3 minutes,
+    # a rise to 4/min (within the range already seen) does not within half an hour
+    det = SeasonalBaseline()
+    n = 14 * 24 * 60
+    us = list(_uniforms(n + 30))
+    for i in range(n):
+        det.update({"t": 60.0 * i, "value": float(_poisson(1.5, us[i]))})
+    state = det.state_dict()
+
+    def first_alarm(lam: float) -> int | None:
+        d = restore(state)
+        for k in range(30):
+            if d.update({"t": 60.0 * (n + k), "value": float(_poisson(lam, us[n + k]))}) >= d.alarm:
+                return k
+        return None
+
+    assert first_alarm(10.0) is not None and first_alarm(10.0) <= 3
+    assert first_alarm(4.0) is None
