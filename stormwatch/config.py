@@ -25,6 +25,12 @@ from stormwatch.detectors.policy import PolicyConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: seasonal-baseline's memories count buckets: NAB's defaults are for 5-minute data,
+#: these keep the same memory in time for 1-minute buckets. The alert policy does the
+#: cooldown, so the detector's own is off.
+MINUTE_BUCKET_PARAMS: Mapping[str, Any] = {"alpha": 0.0002, "season_alpha": 0.01, "warmup": 120,
+                                           "cooldown": 0.0}
+
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
@@ -64,8 +70,8 @@ class Settings:
     scorer_within: float = 0.5
     bucket_seconds: int = 60
     lateness_seconds: int = 120
-    detector: str = "poisson-window"
-    detector_params: Mapping[str, Any] = field(default_factory=dict)
+    detector: str = "seasonal-baseline"
+    detector_params: Mapping[str, Any] = field(default_factory=lambda: dict(MINUTE_BUCKET_PARAMS))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     dedupe_hours: float = 48.0
     author_salt: str = ""
@@ -80,7 +86,9 @@ class Settings:
             raise ValueError(f"STORMWATCH_GUARANTEE must be exactly_once or at_least_once, got {guarantee!r}")
         params_raw = env.get("STORMWATCH_DETECTOR_PARAMS", "")
         try:
-            params = json.loads(params_raw) if params_raw else {}
+            detector = env.get("STORMWATCH_DETECTOR", d.detector)
+            default = dict(d.detector_params) if detector == d.detector else {}
+            params = json.loads(params_raw) if params_raw else default
         except json.JSONDecodeError as exc:
             raise ValueError(f"STORMWATCH_DETECTOR_PARAMS is not JSON: {exc.msg}") from None
         if not isinstance(params, dict):
@@ -97,7 +105,7 @@ class Settings:
             scorer_within=_float(env, "STORMWATCH_SCORER_WITHIN", d.scorer_within),
             bucket_seconds=_int(env, "STORMWATCH_BUCKET_SECONDS", d.bucket_seconds, 1),
             lateness_seconds=_int(env, "STORMWATCH_LATENESS_SECONDS", d.lateness_seconds, 0),
-            detector=env.get("STORMWATCH_DETECTOR", d.detector),
+            detector=detector,
             detector_params=params,
             dedupe_hours=_float(env, "STORMWATCH_DEDUPE_HOURS", d.dedupe_hours),
             author_salt=_secret(env, "STORMWATCH_AUTHOR_SALT"),

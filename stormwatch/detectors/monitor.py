@@ -3,7 +3,7 @@
 >>> from datetime import datetime, timedelta, UTC
 >>> from stormwatch.model import SeriesStats
 >>> mon = SeriesMonitor.create("poisson-window", {"window": 5, "warmup": 30, "activation": 5},
-...                            PolicyConfig(min_volume=10, persist=2))
+...                            PolicyConfig(0.999, critical=0.9999, min_volume=10, persist=2))
 >>> t0 = datetime(2015, 2, 22, tzinfo=UTC)
 >>> def bucket(i, n):
 ...     return SeriesStats("Acme", "*", t0 + timedelta(minutes=i), 60, n, negative=n)
@@ -34,6 +34,7 @@ class SeriesMonitor:
         self.detector = detector
         self.policy = policy
         self.last_bucket: int | None = None
+        self.posts = 0.0  # posts seen; the detector starts at policy.config.activation_posts
         self.samples: list[list[str]] = []
         self.neg: list[float] = [0.0, 0.0]  # negatives, posts over the detector's recent buckets
 
@@ -51,6 +52,9 @@ class SeriesMonitor:
         if self.last_bucket is not None and bucket <= self.last_bucket:
             return []
         self.last_bucket = bucket
+        self.posts += stats.count
+        if self.posts < self.policy.config.activation_posts:
+            return []
         x = {"t": float(bucket), "value": float(stats.count)}
         score = self.detector.score_one(x)
         exp = self.detector.expectation()
@@ -84,12 +88,14 @@ class SeriesMonitor:
 
     def state_dict(self) -> dict[str, Any]:
         return {"detector": self.detector.state_dict(), "policy": self.policy.state_dict(),
-                "last_bucket": self.last_bucket, "samples": self.samples, "neg": self.neg}
+                "last_bucket": self.last_bucket, "posts": self.posts, "samples": self.samples,
+                "neg": self.neg}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SeriesMonitor:
         mon = cls(base.restore(state["detector"]), AlertPolicy.from_state(state["policy"]))
         mon.last_bucket = state["last_bucket"]
+        mon.posts = float(state["posts"])
         mon.samples = [list(s) for s in state["samples"]]
         mon.neg = [float(v) for v in state["neg"]]
         return mon

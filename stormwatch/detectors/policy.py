@@ -7,6 +7,9 @@ during the ``cooldown`` after the last incident; escalates warning → critical 
 the score reaches ``critical``; resolves after ``clear_buckets`` buckets in a row
 below ``clear`` (hysteresis: ``clear`` < ``threshold``). An incident's id is the
 series plus the first bucket of the run that opened it, so replays agree on it.
+``activation_posts`` is read by the monitor: a series' detector only starts (and
+warms up) once the series has seen that many posts, so the silence before a brand's
+first posts is no baseline and its first posts are no crisis.
 
 >>> p = AlertPolicy(PolicyConfig(threshold=0.9, clear=0.5, critical=0.99, min_volume=0,
 ...                              persist=2, clear_buckets=2, cooldown=0))
@@ -26,19 +29,22 @@ from typing import Any
 class PolicyConfig:
     """Alert policy settings; buckets are the series' buckets (one minute by default)."""
 
-    threshold: float = 0.999
-    clear: float = 0.9
-    critical: float = 0.999999
-    min_volume: float = 20.0
-    persist: int = 3
+    threshold: float = 0.85
+    clear: float = 0.5
+    critical: float = 0.995
+    min_volume: float = 0.0
+    persist: int = 1
     clear_buckets: int = 30
     cooldown: int = 60
+    activation_posts: float = 20.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.clear <= self.threshold <= self.critical <= 1.0:
             raise ValueError("need 0 <= clear <= threshold <= critical <= 1")
         if self.persist < 1 or self.clear_buckets < 1 or self.cooldown < 0 or self.min_volume < 0:
             raise ValueError("persist and clear_buckets must be >= 1; cooldown, min_volume >= 0")
+        if self.activation_posts < 0:
+            raise ValueError("activation_posts must be >= 0")
 
 
 Decision = tuple[str, str, int] | None  # (event, severity, start bucket) or nothing
