@@ -69,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    p = bsub.add_parser("pipeline-local", help="posts/s of the in-process pipeline")
+    p = bsub.add_parser("pipeline", help="time a file through the pipeline (local or through Kafka)")
     p.add_argument("file")
-    p.add_argument("--scorer", default=None)
-    p.set_defaults(func=_lazy("stormwatch.bench.local:main"))
+    p.add_argument("--mode", choices=["local", "kafka"], default="kafka")
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=900.0)
+    p.set_defaults(func=_lazy("stormwatch.bench.pipeline:main"))
 
     p = bsub.add_parser("nab", help="run a detector over the NAB corpus and score it (3 profiles)")
     p.add_argument("--data", default=None,
