@@ -1,0 +1,147 @@
+"""``stormwatch sentiment train``: fit a small head on labelled posts, save it as JSON.
+
+The encoder stays frozen; texts are embedded once (cached on disk in
+``$STORMWATCH_CACHE/embeddings``) and a softmax regression or a one-hidden-layer MLP
+is fitted with class-balanced cross-entropy. Use the result with
+``make("e5", head="path/to/head.json")``.
+
+Reproduce the shipped default head (SB10k train, CC BY 4.0)::
+
+    stormwatch sentiment train --data $STORMWATCH_DATA/sentiment/sb10k/train.anon.tsv \\
+        --out stormwatch/nlp/heads/default.json --name sb10k-mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stormwatch.nlp.data import Example, read_labelled, remove_overlap
+from stormwatch.nlp.heads import LABELS, Head
+from stormwatch.nlp.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def embed_cached(encoder: Any, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
+    """``encoder.embed(texts)``, cached on disk by encoder settings and text content."""
+    sig = json.dumps([encoder.path, encoder.prefix, encoder.max_length, encoder.int8])
+    h = hashlib.sha1(sig.encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
+    path = cache_dir() / "embeddings" / f"{h.hexdigest()}.npy"
+    if path.exists():
+        return np.load(path)
+    parts = []
+    for i in range(0, len(texts), chunk):
+        parts.append(encoder.embed(texts[i:i + chunk]))
+        print(f"  embedded {min(i + chunk, len(texts))}/{len(texts)}", file=sys.stderr, flush=True)
+    out = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, out)
+    return out
+
+
+def fit_head(x: np.ndarray, y: Sequence[str], kind: str = "mlp", hidden: int = 64,
+             epochs: int = 400, lr: float = 0.01, weight_decay: float = 1e-3,
+             balanced: bool = True, seed: int = 0, name: str = "head") -> Head:
+    """Fit a head with full-batch AdamW on class-balanced cross-entropy."""
+    import torch
+
+    labels = [lab for lab in LABELS if lab in set(y)]
+    if len(labels) < 2:
+        raise ValueError("training data needs at least two sentiment classes")
+    index = {lab: i for i, lab in enumerate(labels)}
+    xt = torch.tensor(np.asarray(x), dtype=torch.float32)
+    yt = torch.tensor([index[v] for v in y], dtype=torch.long)
+    counts = torch.bincount(yt, minlength=len(labels)).float()
+    weight = (counts.sum() / (len(labels) * counts)) if balanced else None
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    dim = xt.shape[1]
+    if kind == "linear":
+        net = torch.nn.Sequential(torch.nn.Linear(dim, len(labels)))
+    elif kind == "mlp":
+        net = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.ReLU(),
+                                  torch.nn.Dropout(0.2), torch.nn.Linear(hidden, len(labels)))
+    else:
+        raise ValueError(f"unknown head kind {kind!r} (linear or mlp)")
+    # inputs are unit vectors with small coordinates: standardise inside the first layer
+    mean, std = xt.mean(0), xt.std(0).clamp(min=1e-6)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    net.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(yt), generator=g)
+        for i in range(0, len(perm), 1024):
+            idx = perm[i:i + 1024]
+            opt.zero_grad()
+            loss = loss_fn(net((xt[idx] - mean) / std), yt[idx])
+            loss.backward()
+            opt.step()
+    net.eval()
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    weights = [m.weight.detach().numpy().T.copy() for m in linears]
+    biases = [m.bias.detach().numpy().copy() for m in linears]
+    # fold the standardisation into the first layer: ((x - mean) / std) W = x (W/std) - (mean/std) W
+    w0 = weights[0] / std.numpy()[:, None]
+    biases[0] = biases[0] - (mean.numpy() / std.numpy()) @ weights[0]
+    weights[0] = w0
+    return Head(kind=kind, labels=labels, weights=weights, biases=biases, name=name)
+
+
+def load_training(refs: Sequence[str], exclude: Sequence[str]) -> tuple[list[Example], dict[str, Any]]:
+    """Read the training files and drop every post whose text is also in ``exclude``."""
+    train: list[Example] = []
+    per_file = {}
+    for ref in refs:
+        rows = read_labelled(ref)
+        per_file[ref] = len(rows)
+        train += rows
+    removed_by: dict[str, int] = {}
+    for ref in exclude:
+        texts = [ex.text for ex in read_labelled(ref, require_label=False)]
+        train, removed = remove_overlap(train, texts)
+        removed_by[ref] = removed
+    return train, {"files": per_file, "overlap_removed": removed_by, "kept": len(train)}
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from stormwatch.nlp.transformer import E5Scorer
+
+    train, info = load_training(args.data, args.exclude or [])
+    for ref, n in info["files"].items():
+        print(f"read {n} labelled posts from {ref}", file=sys.stderr)
+    for ref, n in info["overlap_removed"].items():
+        print(f"removed {n} training posts that also occur in {ref}", file=sys.stderr)
+    if not train:
+        print("no labelled posts to train on", file=sys.stderr)
+        return 2
+    scorer = E5Scorer(model=args.model, head=None, int8=args.int8, max_length=args.max_length)
+    x = embed_cached(scorer.encoder, [ex.text for ex in train])
+    y = [ex.label for ex in train]
+    head = fit_head(x, y, kind=args.kind, hidden=args.hidden, epochs=args.epochs,
+                    seed=args.seed, name=args.name or Path(args.out).stem)
+    counts = {lab: y.count(lab) for lab in LABELS}
+    head.meta = {
+        "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "encoder": scorer.encoder.path.split("/")[-1] + ("-int8" if args.int8 else ""),
+        "data": [Path(r).name for r in args.data], "exclude": [Path(r).name for r in args.exclude or []],
+        "overlap_removed": {Path(k).name: v for k, v in info["overlap_removed"].items()},
+        "examples": len(y), "class_counts": counts, "kind": args.kind, "hidden": args.hidden,
+        "epochs": args.epochs, "seed": args.seed,
+    }
+    out = head.save(args.out)
+    print(f"saved head {head.name!r} ({out.stat().st_size} bytes) to {out}", file=sys.stderr)
+    print(json.dumps({"out": str(out), **head.meta}))
+    return 0
