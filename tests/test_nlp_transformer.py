@@ -167,7 +167,7 @@ def test_train_command_fits_and_saves_a_usable_head(tiny: dict, tmp_path: Path,
     head = Head.load(out)
     assert head.name == "head" and head.meta["examples"] == 59
     assert head.meta["overlap_removed"] == {"eval.jsonl": 1}
-    assert list((tmp_path / "cache" / "embeddings").glob("*.npy"))
+    assert list((tmp_path / "cache" / "embeddings").glob("*/part-*.npz"))
     scorer = E5Scorer(model=tiny["model"], head=str(out), int8=False, max_length=32)
     labels = [s.label for s in scorer.score(["flight cancelled 1", "great service 1", "die bahn ist 1"])]
     assert labels == ["negative", "positive", "neutral"]

@@ -32,27 +32,57 @@ from stormwatch.nlp.paths import cache_dir
 log = logging.getLogger(__name__)
 
 
-def embed_cached(encoder: Any, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
-    """``encoder.embed(texts)``, cached on disk by encoder settings and text content."""
-    sig = json.dumps([encoder.path, encoder.prefix, encoder.max_length, encoder.int8])
-    h = hashlib.sha1(sig.encode())
-    for t in texts:
-        h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
-    path = cache_dir() / "embeddings" / f"{h.hexdigest()}.npy"
-    if path.exists():
-        return np.load(path)
-    parts = []
-    for i in range(0, len(texts), chunk):
-        parts.append(encoder.embed(texts[i:i + chunk]))
-        print(f"  embedded {min(i + chunk, len(texts))}/{len(texts)}", file=sys.stderr, flush=True)
-    out = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, out)
-    return out
+class EmbeddingCache:
+    """Text → embedding memory on disk, one folder per encoder setting, so heads can be
+    re-fitted on any subset of posts without encoding them again.
+
+    Stored as ``part-*.npz`` files (sha1 of each text, float32 vectors); new texts go to
+    a new part file.
+    """
+
+    def __init__(self, encoder: Any, root: Path | None = None) -> None:
+        sig = json.dumps([Path(encoder.path).name, encoder.prefix, encoder.max_length, encoder.int8])
+        self.encoder = encoder
+        self.folder = (root or cache_dir() / "embeddings") / hashlib.sha1(sig.encode()).hexdigest()[:16]
+        self._index: dict[str, np.ndarray] = {}
+        if self.folder.exists():
+            for part in sorted(self.folder.glob("part-*.npz")):
+                with np.load(part) as z:
+                    self._index.update(zip(z["keys"].tolist(), z["vectors"], strict=True))
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        keys = [self.key(t) for t in texts]
+        self._index.update(zip(keys, vectors, strict=True))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        n = len(list(self.folder.glob("part-*.npz")))
+        np.savez(self.folder / f"part-{n:05d}.npz", keys=np.array(keys), vectors=vectors)
+
+    def embed(self, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
+        """Embeddings of ``texts``, encoding only the ones not cached yet."""
+        keys = [self.key(t) for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._index}.items())
+        todo = [t for _, t in missing]
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            self.add(part, self.encoder.embed(part))
+            print(f"  embedded {min(i + chunk, len(todo))}/{len(todo)} new texts", file=sys.stderr,
+                  flush=True)
+        if not keys:
+            return np.zeros((0, self.encoder.dim), np.float32)
+        return np.stack([self._index[k] for k in keys]).astype(np.float32)
 
 
-def fit_head(x: np.ndarray, y: Sequence[str], kind: str = "mlp", hidden: int = 64,
-             epochs: int = 400, lr: float = 0.01, weight_decay: float = 1e-3,
+def embed_cached(encoder: Any, texts: Sequence[str]) -> np.ndarray:
+    """``encoder.embed(texts)`` through the on-disk :class:`EmbeddingCache`."""
+    return EmbeddingCache(encoder).embed(texts)
+
+
+def fit_head(x: np.ndarray, y: Sequence[str], kind: str = "linear", hidden: int = 64,
+             epochs: int = 100, lr: float = 0.01, weight_decay: float = 1e-3,
              balanced: bool = True, seed: int = 0, name: str = "head") -> Head:
     """Fit a head with full-batch AdamW on class-balanced cross-entropy."""
     import torch
