@@ -41,7 +41,8 @@ class EmbeddingCache:
     """
 
     def __init__(self, encoder: Any, root: Path | None = None) -> None:
-        sig = json.dumps([Path(encoder.path).name, encoder.prefix, encoder.max_length, encoder.int8])
+        sig = json.dumps([Path(encoder.path).name, encoder.prefix, encoder.max_length,
+                          getattr(encoder, "quant", "fp32")])
         self.encoder = encoder
         self.folder = (root or cache_dir() / "embeddings") / hashlib.sha1(sig.encode()).hexdigest()[:16]
         self._index: dict[str, np.ndarray] = {}
