@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="language per post: detected (default) or the file's lang column")
     p.add_argument("--sort-by-length", action=argparse.BooleanOptionalAction, default=None,
                    help="length-sorted batches inside the scorer (default: on)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="e5: only the first N encoder layers (needs a head fitted for it)")
     p.add_argument("--dedupe", action=argparse.BooleanOptionalAction, default=None,
                    help="score identical texts once (default: on)")
     p.set_defaults(func=_lazy("stormwatch.bench.sentiment:main"))
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=False,
                    help="embed with the int8 encoder (default: fp32)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="use only the first N encoder layers (the faster variant)")
     p.set_defaults(func=_lazy("stormwatch.nlp.train:main"))
 
     return parser

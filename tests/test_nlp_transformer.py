@@ -171,3 +171,13 @@ def test_train_command_fits_and_saves_a_usable_head(tiny: dict, tmp_path: Path,
     scorer = E5Scorer(model=tiny["model"], head=str(out), int8=False, max_length=32)
     labels = [s.label for s in scorer.score(["flight cancelled 1", "great service 1", "die bahn ist 1"])]
     assert labels == ["negative", "positive", "neutral"]
+
+
+def test_fewer_layers_variant(tiny: dict) -> None:
+    fast = E5Scorer(model=tiny["model"], head=str(tiny["head"]), int8=False, layers=1)
+    assert len(fast.encoder.model.encoder.layer) == 1 and fast.name == "tiny-e5-l1+test-head"
+    full = Encoder(tiny["model"], prefix="query: ")
+    a, b = fast.encoder.embed(["great service"]), full.embed(["great service"])
+    assert float((a * b).sum()) < 0.9999  # really a different (shallower) encoder
+    with pytest.raises(ValueError, match="layers"):
+        Encoder(tiny["model"], layers=5)

@@ -43,6 +43,8 @@ def build_scorer(args: argparse.Namespace) -> Any:
                 options[key] = value
     if args.scorer == "e5" and args.head:
         options["head"] = args.head
+    if args.scorer == "e5" and getattr(args, "layers", None):
+        options["layers"] = args.layers
     return make(args.scorer, **options)
 
 

@@ -158,7 +158,8 @@ def main(args: argparse.Namespace) -> int:
     if not train:
         print("no labelled posts to train on", file=sys.stderr)
         return 2
-    scorer = E5Scorer(model=args.model, head=None, int8=args.int8, max_length=args.max_length)
+    scorer = E5Scorer(model=args.model, head=None, int8=args.int8, max_length=args.max_length,
+                      layers=getattr(args, "layers", None))
     x = embed_cached(scorer.encoder, [ex.text for ex in train])
     y = [ex.label for ex in train]
     head = fit_head(x, y, kind=args.kind, hidden=args.hidden, epochs=args.epochs,
@@ -166,7 +167,7 @@ def main(args: argparse.Namespace) -> int:
     counts = {lab: y.count(lab) for lab in LABELS}
     head.meta = {
         "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "encoder": scorer.encoder.path.split("/")[-1] + ("-int8" if args.int8 else ""),
+        "encoder": scorer.encoder.path.split("/")[-1] + "-" + scorer.encoder.quant,
         "data": [Path(r).name for r in args.data], "exclude": [Path(r).name for r in args.exclude or []],
         "overlap_removed": {Path(k).name: v for k, v in info["overlap_removed"].items()},
         "examples": len(y), "class_counts": counts, "kind": args.kind, "hidden": args.hidden,

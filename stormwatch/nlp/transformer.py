@@ -27,7 +27,7 @@ import numpy as np
 from stormwatch.model import Sentiment
 from stormwatch.nlp.base import Scorer, register
 from stormwatch.nlp.batching import TextCache, dedupe, length_batches
-from stormwatch.nlp.heads import LABELS, Head
+from stormwatch.nlp.heads import HEADS_DIR, LABELS, Head
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class Encoder:
 
     def __init__(self, path: str | os.PathLike[str], prefix: str = "", max_length: int = 128,
                  int8: bool = False, batch_size: int = 64, max_tokens: int = 4096,
-                 threads: int | None = None, sort_by_length: bool = True) -> None:
+                 threads: int | None = None, sort_by_length: bool = True,
+                 layers: int | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -91,8 +92,16 @@ class Encoder:
         with _quiet_transformers():
             model = AutoModel.from_pretrained(self.path, **kwargs)
         model.eval()
+        if layers is not None:
+            # the faster variant: keep only the first ``layers`` transformer layers
+            blocks = model.encoder.layer
+            if not 1 <= layers <= len(blocks):
+                raise ValueError(f"layers must be in 1..{len(blocks)}, got {layers}")
+            model.encoder.layer = blocks[:layers]
+            model.config.num_hidden_layers = layers
+        self.layers = layers
         self.int8 = int8
-        self.quant = "int8-per-channel" if int8 else "fp32"
+        self.quant = ("int8-per-channel" if int8 else "fp32") + (f"-l{layers}" if layers else "")
         self.model = quantize_int8(model) if int8 else model
         self._torch = torch
         self.dim = int(model.config.hidden_size)
@@ -218,7 +227,8 @@ class E5Scorer(_CachingScorer):
     def __init__(self, model: str | os.PathLike[str] | None = None, head: str | None = "default",
                  int8: bool = True, max_length: int = 128, batch_size: int = 64,
                  threads: int | None = None, prefix: str | None = None,
-                 cache_size: int = 10_000, dedupe: bool = True, sort_by_length: bool = True) -> None:
+                 cache_size: int = 10_000, dedupe: bool = True, sort_by_length: bool = True,
+                 layers: int | None = None) -> None:
         super().__init__(cache_size, dedupe)
         if model is None:
             from stormwatch.nlp.e5convert import MODEL_DIRNAME, ensure_e5
@@ -230,10 +240,14 @@ class E5Scorer(_CachingScorer):
         if prefix is None:
             prefix = _default_prefix(Path(path))
         self.encoder = Encoder(path, prefix=prefix, max_length=max_length, int8=int8,
-                               batch_size=batch_size, threads=threads, sort_by_length=sort_by_length)
+                               batch_size=batch_size, threads=threads, sort_by_length=sort_by_length,
+                               layers=layers)
+        if head == "default" and layers is not None and (HEADS_DIR / f"default-l{layers}.json").exists():
+            head = f"default-l{layers}"  # the head fitted on the truncated encoder
         self.head = Head.load(head) if head is not None else None
         head_name = f"+{self.head.name}" if self.head is not None else ""
-        self.name = f"{model_name}{'-int8' if int8 else ''}{head_name}"
+        short = f"-l{layers}" if layers else ""
+        self.name = f"{model_name}{short}{'-int8' if int8 else ''}{head_name}"
 
     def _score_unique(self, texts: Sequence[str]) -> list[Sentiment]:
         if self.head is None:
