@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = sentiment.add_subparsers(dest="sentiment", metavar="ACTION", required=True)
     p = ssub.add_parser("train", help="fit a sentiment head on labelled posts (TSV/CSV/JSONL)")
     p.add_argument("--data", action="append", required=True,
-                   help="labelled file, repeatable; FILE[a:b] takes a hash slice of its rows")
+                   help="labelled file, repeatable; FILE[a:b] takes a hash slice of its rows, "
+                        "FILE*N counts its rows N times")
     p.add_argument("--exclude", action="append",
                    help="evaluation file(s): training posts with the same text are removed")
     p.add_argument("--out", required=True, help="where to write the head (JSON)")

@@ -83,7 +83,7 @@ def test_head_json_round_trip(tmp_path: Path) -> None:
 def test_default_head_ships_with_the_package() -> None:
     h = Head.load("default")
     assert h.labels == ["negative", "neutral", "positive"] and h.weights[0].shape == (384, 3)
-    assert h.meta["data"] == ["train.anon.tsv"] and h.meta["overlap_removed"]
+    assert h.meta["data"] == ["train.anon.tsv", "seed_en.tsv*5"] and h.meta["overlap_removed"]
 
 
 def test_read_labelled_slices_and_overlap(tmp_path: Path) -> None:

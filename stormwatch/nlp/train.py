@@ -5,10 +5,7 @@ The encoder stays frozen; texts are embedded once (cached on disk in
 is fitted with class-balanced cross-entropy. Use the result with
 ``make("e5", head="path/to/head.json")``.
 
-Reproduce the shipped default head (SB10k train, CC BY 4.0)::
-
-    stormwatch sentiment train --data $STORMWATCH_DATA/sentiment/sb10k/train.anon.tsv \\
-        --out stormwatch/nlp/heads/default.json --name sb10k-mlp
+The command that reproduces the shipped default head is in ``heads/README.md``.
 """
 
 from __future__ import annotations
@@ -130,14 +127,27 @@ def fit_head(x: np.ndarray, y: Sequence[str], kind: str = "linear", hidden: int 
     return Head(kind=kind, labels=labels, weights=weights, biases=biases, name=name)
 
 
+def split_weight(ref: str) -> tuple[str, int]:
+    """``FILE*N`` → (FILE, N): the file's rows count N times in training.
+
+    >>> split_weight("seed.tsv*5"), split_weight("a.jsonl[0:0.5]")
+    (('seed.tsv', 5), ('a.jsonl[0:0.5]', 1))
+    """
+    head, sep, tail = ref.rpartition("*")
+    if sep and tail.isdigit() and int(tail) >= 1:
+        return head, int(tail)
+    return ref, 1
+
+
 def load_training(refs: Sequence[str], exclude: Sequence[str]) -> tuple[list[Example], dict[str, Any]]:
     """Read the training files and drop every post whose text is also in ``exclude``."""
     train: list[Example] = []
     per_file = {}
     for ref in refs:
-        rows = read_labelled(ref)
+        path, times = split_weight(ref)
+        rows = read_labelled(path)
         per_file[ref] = len(rows)
-        train += rows
+        train += rows * times
     removed_by: dict[str, int] = {}
     for ref in exclude:
         texts = [ex.text for ex in read_labelled(ref, require_label=False)]
