@@ -56,10 +56,10 @@ def run(examples: list[Example], scorer: Any, batch: int, lang_mode: str) -> dic
     langs = detect_many(texts) if lang_mode == "detect" else [ex.lang for ex in examples]
     t_lang = time.perf_counter() - t0
     preds = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(0, len(texts), batch):
         preds += scorer.score(texts[i:i + batch], langs[i:i + batch])
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     by_lang: dict[str, list[int]] = defaultdict(list)
     for i, lang in enumerate(langs):
         by_lang[lang or "unknown"].append(i)
@@ -73,6 +73,9 @@ def run(examples: list[Example], scorer: Any, batch: int, lang_mode: str) -> dic
     return {"n": len(texts), "accuracy": round(accuracy(gold, labels), 4),
             "macro_f1": round(macro_f1(gold, labels), 4), "per_lang": per_lang,
             "posts_per_s": round(len(texts) / elapsed, 1), "seconds": round(elapsed, 2),
+            # CPU seconds used by this process: posts per CPU-second x cores is what the
+            # scorer would do alone on the machine, whatever else runs beside it
+            "cpu_seconds": round(cpu, 2), "posts_per_cpu_s": round(len(texts) / max(cpu, 1e-9), 1),
             "lang_posts_per_s": round(len(texts) / max(t_lang, 1e-9), 1),
             "model": preds[0].model if preds else None}
 
@@ -88,7 +91,8 @@ def main(args: argparse.Namespace) -> int:
         r = run(examples, scorer, args.batch, args.lang)
         results["files"][Path(ref).name] = r
         print(f"{ref}: {r['n']} posts, accuracy {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}, "
-              f"{r['posts_per_s']:.1f} posts/s ({r['model']})")
+              f"{r['posts_per_s']:.1f} posts/s, {r['posts_per_cpu_s']:.1f} posts per CPU-second "
+              f"({r['model']})")
         for lang, m in r["per_lang"].items():
             print(f"  {lang:8s} n={m['n']:5d}  accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}")
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
