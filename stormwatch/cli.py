@@ -96,6 +96,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="runs; the best one is reported")
     p.set_defaults(func=_lazy("stormwatch.bench.nab_cli:speed"))
 
+    p = bsub.add_parser("sentiment", help="accuracy, macro-F1 per language and posts/s of a scorer")
+    p.add_argument("--data", action="append", required=True,
+                   help="labelled file, repeatable; FILE[a:b] takes a hash slice of its rows")
+    p.add_argument("--scorer", default="e5", help="registered scorer name (e5, hf, lexicon)")
+    p.add_argument("--model", default=None, help="model folder or id (e5: encoder, hf: classifier)")
+    p.add_argument("--head", default=None, help="e5 head: name or JSON path (default: default)")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--batch", type=int, default=64, help="posts per score() call")
+    p.add_argument("--limit", type=int, default=None, help="use the first N posts of each file")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--lang", choices=["detect", "file"], default="detect",
+                   help="language per post: detected (default) or the file's lang column")
+    p.add_argument("--sort-by-length", action=argparse.BooleanOptionalAction, default=None,
+                   help="length-sorted batches inside the scorer (default: on)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="e5: only the first N encoder layers (needs a head fitted for it)")
+    p.add_argument("--dedupe", action=argparse.BooleanOptionalAction, default=None,
+                   help="score identical texts once (default: on)")
+    p.set_defaults(func=_lazy("stormwatch.bench.sentiment:main"))
+
+    sentiment = sub.add_parser("sentiment", help="sentiment models")
+    ssub = sentiment.add_subparsers(dest="sentiment", metavar="ACTION", required=True)
+    p = ssub.add_parser("train", help="fit a sentiment head on labelled posts (TSV/CSV/JSONL)")
+    p.add_argument("--data", action="append", required=True,
+                   help="labelled file, repeatable; FILE[a:b] takes a hash slice of its rows, "
+                        "FILE*N counts its rows N times")
+    p.add_argument("--exclude", action="append",
+                   help="evaluation file(s): training posts with the same text are removed")
+    p.add_argument("--out", required=True, help="where to write the head (JSON)")
+    p.add_argument("--name", default=None, help="head name recorded on posts (default: file stem)")
+    p.add_argument("--kind", default="linear", choices=["linear", "mlp"])
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=None, help="encoder folder (default: the offline e5-small)")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=False,
+                   help="embed with the int8 encoder (default: fp32)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="use only the first N encoder layers (the faster variant)")
+    p.set_defaults(func=_lazy("stormwatch.nlp.train:main"))
+
     return parser
 
 
