@@ -132,6 +132,20 @@ def _secret(env: Mapping[str, str], name: str) -> str:
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the shared data sets live: ``STORMWATCH_DATA`` or ``../shared/data``."""
+    """Where the shared data sets live (tests and benchmarks only): ``STORMWATCH_DATA``,
+    else ``../shared/data`` beside the repository. It may not exist: callers say so."""
     env = os.environ if env is None else env
-    return Path(env.get("STORMWATCH_DATA") or REPO_ROOT.parent / "shared" / "data")
+    value = env.get("STORMWATCH_DATA")
+    return Path(value).expanduser() if value else REPO_ROOT.parent / "shared" / "data"
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Converted models and cached embeddings: ``STORMWATCH_CACHE``, else
+    ``~/.cache/stormwatch`` (never inside a commit; not created here).
+
+    >>> str(cache_dir({"STORMWATCH_CACHE": "/tmp/sw-cache"}))
+    '/tmp/sw-cache'
+    """
+    env = os.environ if env is None else env
+    value = env.get("STORMWATCH_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "stormwatch"

@@ -8,13 +8,13 @@
 #   deploy/kafka/kafka.sh status | logs
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
-# STORMWATCH_CACHE (<repo>/.cache), KAFKA_HEAP (512m).
+# KAFKA_CACHE (<repo>/.cache: jars and broker data), KAFKA_HEAP (512m).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
-cache=${STORMWATCH_CACHE:-$repo/.cache}
+cache=${KAFKA_CACHE:-$repo/.cache}
 port=${KAFKA_PORT:-9092}
 cport=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
 libs=$cache/kafka-$version/libs

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from stormwatch.config import data_dir
 
 __all__ = ["NabFile", "data_root", "load_corpus", "parse_time"]
 
 
 def data_root() -> Path:
-    """``$STORMWATCH_DATA``, else ``../shared/data`` relative to the repository root."""
-    env = os.environ.get("STORMWATCH_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """The shared data folder (:func:`stormwatch.config.data_dir`)."""
+    return data_dir()
 
 
 def parse_time(text: str) -> float:

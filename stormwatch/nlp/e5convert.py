@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from stormwatch.nlp.paths import cache_dir
+from stormwatch.config import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from stormwatch.config import cache_dir
 from stormwatch.nlp.data import Example, read_labelled, remove_overlap
 from stormwatch.nlp.heads import LABELS, Head
-from stormwatch.nlp.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
