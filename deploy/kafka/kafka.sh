@@ -31,8 +31,12 @@ fetch() {
   command -v java >/dev/null || die "Java 17+ is needed to run Kafka"
   echo "kafka.sh: fetching Apache Kafka $version jars into $libs" >&2
   rm -rf "$libs" && mkdir -p "$libs"
-  mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DoutputDirectory="$libs" \
-    || die "Maven could not resolve the Kafka jars"
+  mkdir -p "$cache"
+  if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies -DoutputDirectory="$libs" \
+      > "$cache/maven-kafka.log" 2>&1; then
+    cat "$cache/maven-kafka.log" >&2
+    die "Maven could not resolve the Kafka jars"
+  fi
   touch "$libs/.complete"
 }
 
