@@ -7,6 +7,12 @@ already closed is *late*: it is not counted in a bucket, but in the ``late`` fie
 the next bucket that closes (and so in the ``late`` metric), never dropped silently.
 Quiet minutes close as buckets with a count of zero, so detectors see silence too.
 
+A post whose id is already counted in its (open) bucket is a duplicate and is not
+counted again; the ids live in the same state as the counts, so the two can never
+disagree after a restart. Closed buckets stay in the state as *pending* until the
+runtime has handed them on and calls :meth:`BrandBuckets.ack`: a worker stopped in
+between sends them again after its restart instead of losing them.
+
 >>> from datetime import datetime, UTC
 >>> from stormwatch.model import Post, ScoredPost, Sentiment
 >>> def sp(i, minute, second=0):
@@ -14,13 +20,18 @@ Quiet minutes close as buckets with a count of zero, so detectors see silence to
 ...     post = Post(id=str(i), created_at=t, channel="twitter", brand="American", text="x")
 ...     return ScoredPost(post, Sentiment("negative", 0.9, 0.9, "m"))
 >>> b = BrandBuckets("American", bucket_seconds=60, lateness_seconds=60)
->>> b.add(sp(1, 0)), b.add(sp(2, 1, 30))
-([], [])
->>> [(s.series, s.bucket_start.minute, s.count) for s in b.add(sp(3, 2, 5))]
+>>> b.add(sp(1, 0)), b.add(sp(1, 0)), b.add(sp(2, 1, 30)), b.pending(), b.duplicates
+(True, False, True, [], 1)
+>>> b.add(sp(3, 2, 5))
+True
+>>> [(s.series, s.bucket_start.minute, s.count) for s in b.pending()]
 [('American/*', 0, 1), ('American/twitter', 0, 1)]
->>> b.add(sp(4, 0, 10))  # its bucket (01:00) has closed: late
+>>> b.ack(); b.pending()
 []
->>> [(s.series, s.bucket_start.minute, s.count, s.late) for s in b.flush()]
+>>> b.add(sp(4, 0, 10))  # its bucket (01:00) has closed: late
+False
+>>> b.flush()
+>>> [(s.series, s.bucket_start.minute, s.count, s.late) for s in b.pending()]
 [('American/*', 1, 1, 1), ('American/twitter', 1, 1, 1),
  ('American/*', 2, 1, 0), ('American/twitter', 2, 1, 0)]
 """
@@ -40,8 +51,8 @@ SAMPLE_CHARS = 280
 
 
 def _new_acc() -> list[Any]:
-    # count, negative, neutral, positive, negative_score_sum, retweets, samples
-    return [0, 0, 0, 0, 0.0, 0, []]
+    # count, negative, neutral, positive, negative_score_sum, retweets, samples, post ids
+    return [0, 0, 0, 0, 0.0, 0, [], []]
 
 
 class BrandBuckets:
@@ -57,62 +68,99 @@ class BrandBuckets:
         self.max_t: float | None = None
         self.next_close: int | None = None  # start of the oldest bucket not yet closed
         self.channels: list[str] = []
-        self.late: dict[str, int] = {}
+        self.late: dict[str, int] = {}  # late posts not yet reported in a closed bucket
         self.late_total = 0
+        self.duplicates = 0
+        # Closed buckets not yet acknowledged: [pending_from, next_close)
+        self.pending_from: int | None = None
+        self.closed: dict[int, dict[str, list[Any]]] = {}
+        self.closed_late: dict[int, dict[str, int]] = {}
 
     def _bucket(self, t: float) -> int:
         return int(t // self.bucket_seconds) * self.bucket_seconds
 
-    def add(self, sp: ScoredPost) -> list[SeriesStats]:
-        """Count one scored post; return the buckets that its arrival closed."""
+    def add(self, sp: ScoredPost) -> bool:
+        """Count one scored post; False if it was a duplicate or late (not counted in a bucket).
+
+        Buckets that its arrival closes become :meth:`pending`.
+        """
         t = sp.post.ts
         b = self._bucket(t)
         channel = sp.post.channel
-        if channel not in self.channels:
-            self.channels.append(channel)
-            self.channels.sort()
         if self.next_close is not None and b < self.next_close:
+            if channel not in self.channels:
+                self._add_channel(channel)
             for key in (ALL_CHANNELS, channel):
                 self.late[key] = self.late.get(key, 0) + 1
             self.late_total += 1
-            return []
+            return False
+        per_channel = self.open.get(b)
+        if per_channel is not None and sp.post.id in per_channel[ALL_CHANNELS][7]:
+            self.duplicates += 1
+            return False
+        if channel not in self.channels:
+            self._add_channel(channel)
         if self.next_close is None:
             self.next_close = b
-        per_channel = self.open.setdefault(b, {})
+        if per_channel is None:
+            per_channel = self.open[b] = {}
         for key in (ALL_CHANNELS, channel):
             acc = per_channel.get(key)
             if acc is None:
                 acc = per_channel[key] = _new_acc()
             _count(acc, sp)
+        per_channel[ALL_CHANNELS][7].append(sp.post.id)
         if self.max_t is None or t > self.max_t:
             self.max_t = t
-        return self._close_until(self.max_t - self.lateness_seconds)
+        self._close_until(self.max_t - self.lateness_seconds)
+        return True
 
-    def flush(self) -> list[SeriesStats]:
-        """Close every open bucket (end of a finite replay)."""
-        if not self.open:
-            return []
-        last = max(self.open)
-        return self._close_until(last + self.bucket_seconds)
+    def _add_channel(self, channel: str) -> None:
+        self.channels.append(channel)
+        self.channels.sort()
 
-    def _close_until(self, watermark: float) -> list[SeriesStats]:
-        out: list[SeriesStats] = []
+    def flush(self) -> None:
+        """Close every open bucket (end of a finite replay); they become pending."""
+        if self.open:
+            self._close_until(max(self.open) + self.bucket_seconds)
+
+    def _close_until(self, watermark: float) -> None:
         if self.next_close is None:
-            return out
+            return
         while self.next_close + self.bucket_seconds <= watermark:
             start = self.next_close
-            per_channel = self.open.pop(start, {})
-            for key in [ALL_CHANNELS, *self.channels]:
-                out.append(self._stats(start, key, per_channel.get(key)))
+            if self.pending_from is None:
+                self.pending_from = start
+            accs = self.open.pop(start, None)
+            if accs:
+                self.closed[start] = accs
+            if self.late:
+                self.closed_late[start], self.late = self.late, {}
             self.next_close = start + self.bucket_seconds
+
+    def pending(self) -> list[SeriesStats]:
+        """The closed buckets not yet acknowledged, in order: each series of each bucket."""
+        out: list[SeriesStats] = []
+        if self.pending_from is None or self.next_close is None:
+            return out
+        for start in range(self.pending_from, self.next_close, self.bucket_seconds):
+            accs = self.closed.get(start, {})
+            late = self.closed_late.get(start, {})
+            for key in [ALL_CHANNELS, *self.channels]:
+                out.append(self._stats(start, key, accs.get(key), late.get(key, 0)))
         return out
 
-    def _stats(self, start: int, channel: str, acc: list[Any] | None) -> SeriesStats:
-        late = self.late.pop(channel, 0)
+    def ack(self) -> None:
+        """The pending buckets have been handed on: forget them."""
+        self.pending_from = None
+        self.closed = {}
+        self.closed_late = {}
+
+    def _stats(self, start: int, channel: str, acc: list[Any] | None, late: int) -> SeriesStats:
         when = datetime.fromtimestamp(start, tz=UTC)
         if acc is None:
             return SeriesStats(self.brand, channel, when, self.bucket_seconds, 0, late=late)
-        count, neg, neu, pos, neg_sum, retweets, samples = acc
+        count, neg, neu, pos, neg_sum, retweets, samples = acc[:7]
         return SeriesStats(
             brand=self.brand, channel=channel, bucket_start=when,
             bucket_seconds=self.bucket_seconds, count=count, negative=neg, neutral=neu,
@@ -126,7 +174,10 @@ class BrandBuckets:
             "lateness_seconds": self.lateness_seconds,
             "open": {str(b): v for b, v in self.open.items()},
             "max_t": self.max_t, "next_close": self.next_close, "channels": self.channels,
-            "late": self.late, "late_total": self.late_total,
+            "late": self.late, "late_total": self.late_total, "duplicates": self.duplicates,
+            "pending_from": self.pending_from,
+            "closed": {str(b): v for b, v in self.closed.items()},
+            "closed_late": {str(b): v for b, v in self.closed_late.items()},
         }
 
     @classmethod
@@ -137,7 +188,11 @@ class BrandBuckets:
         obj.next_close = state["next_close"]
         obj.channels = list(state["channels"])
         obj.late = dict(state["late"])
-        obj.late_total = int(state.get("late_total", 0))
+        obj.late_total = int(state["late_total"])
+        obj.duplicates = int(state["duplicates"])
+        obj.pending_from = state["pending_from"]
+        obj.closed = {int(b): {ch: list(acc) for ch, acc in v.items()} for b, v in state["closed"].items()}
+        obj.closed_late = {int(b): dict(v) for b, v in state["closed_late"].items()}
         return obj
 
 

@@ -73,7 +73,6 @@ class Settings:
     detector: str = "seasonal-baseline"
     detector_params: Mapping[str, Any] = field(default_factory=lambda: dict(MINUTE_BUCKET_PARAMS))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    dedupe_hours: float = 48.0
     author_salt: str = ""
     web_port: int = 6066
 
@@ -107,7 +106,6 @@ class Settings:
             lateness_seconds=_int(env, "STORMWATCH_LATENESS_SECONDS", d.lateness_seconds, 0),
             detector=detector,
             detector_params=params,
-            dedupe_hours=_float(env, "STORMWATCH_DEDUPE_HOURS", d.dedupe_hours),
             author_salt=_secret(env, "STORMWATCH_AUTHOR_SALT"),
             web_port=_int(env, "STORMWATCH_WEB_PORT", d.web_port, 1),
         )

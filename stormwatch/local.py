@@ -45,8 +45,7 @@ class LocalPipeline:
                  keep_stats: bool = False) -> None:
         self.settings = settings
         self.enricher = Enricher(scorer or nlp.make(settings.scorer))
-        self.aggregator = Aggregator({}, {}, settings.bucket_seconds, settings.lateness_seconds,
-                                     settings.dedupe_hours)
+        self.aggregator = Aggregator({}, settings.bucket_seconds, settings.lateness_seconds)
         self.detection = Detection({}, settings.detector, settings.detector_params, settings.policy)
         self.keep_stats = keep_stats
         self.result = RunResult()
@@ -73,7 +72,7 @@ class LocalPipeline:
                 continue
             r.scored += 1
             yield from self._stats(self.aggregator.add(item))
-        r.duplicates = self.aggregator.duplicates
+            self.aggregator.ack(item.post.brand)
 
     def _stats(self, stats: list[SeriesStats]) -> Iterator[Alert]:
         r = self.result
@@ -82,7 +81,9 @@ class LocalPipeline:
             r.posts_by_series[st.series] += st.count
             if self.keep_stats:
                 r.stats.append(st)
-            for alert in self.detection.observe(st):
+            alerts = self.detection.observe(st)
+            self.detection.ack(st.series)
+            for alert in alerts:
                 r.alerts.append(alert)
                 yield alert
 
@@ -91,7 +92,7 @@ class LocalPipeline:
         if flush:
             for _ in self._stats(self.aggregator.flush()):
                 pass
-        self.result.late = self.aggregator.late_total()
+        self.result.late, self.result.duplicates = self.aggregator.totals()
         return self.result
 
 

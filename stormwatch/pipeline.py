@@ -1,11 +1,14 @@
 """The pipeline's steps as plain objects, shared by the Faust worker and the local runner.
 
 * :class:`Enricher` — validate and score a batch of raw posts (stateless);
-* :class:`Aggregator` — dedupe by id and count into event-time buckets, per brand;
+* :class:`Aggregator` — count into event-time buckets per brand, duplicates once;
 * :class:`Detection` — one :class:`~stormwatch.detectors.monitor.SeriesMonitor` per series.
 
-Each keeps its state in mappings that the runtime provides: dicts in the local
-runner, Faust tables (with changelog topics) in the worker.
+Each keeps its state in a mapping that the runtime provides: a dict in the local
+runner, a Faust table (with a changelog topic) in the worker. The stateful steps
+hand their outputs on in two phases — the state is written with the outputs still
+pending, the runtime sends them, then ``ack`` forgets them — so a worker stopped in
+between sends them again after a restart (at least once) instead of losing them.
 
 >>> from stormwatch.nlp.lexicon import LexiconScorer
 >>> ok, bad = Enricher(LexiconScorer()).enrich([
@@ -22,7 +25,6 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from stormwatch.buckets import BrandBuckets
-from stormwatch.dedupe import Deduper
 from stormwatch.detectors.monitor import SeriesMonitor
 from stormwatch.detectors.policy import PolicyConfig
 from stormwatch.model import (
@@ -89,46 +91,52 @@ class Enricher:
 
 
 class Aggregator:
-    """Dedupe + event-time buckets for many brands; state lives in two mappings."""
+    """Event-time buckets (with id dedupe) for many brands; state lives in one mapping.
 
-    def __init__(self, buckets: MutableMapping[str, Any], seen: MutableMapping[str, float],
-                 bucket_seconds: int = 60, lateness_seconds: int = 120,
-                 dedupe_hours: float = 48.0, evict_every: int = 1000) -> None:
+    Each step is two writes of the brand's state: :meth:`add` counts the post and
+    returns the buckets pending to be handed on, :meth:`ack` forgets them once sent.
+    """
+
+    def __init__(self, buckets: MutableMapping[str, Any], bucket_seconds: int = 60,
+                 lateness_seconds: int = 120) -> None:
         self.buckets = buckets
-        self.deduper = Deduper(seen, dedupe_hours * 3600.0)
         self.bucket_seconds = bucket_seconds
         self.lateness_seconds = lateness_seconds
-        self.evict_every = evict_every
-        self.duplicates = 0
-        self._since_evict = 0
+
+    def _load(self, brand: str) -> BrandBuckets:
+        state = self.buckets.get(brand)
+        if state is None:
+            return BrandBuckets(brand, self.bucket_seconds, self.lateness_seconds)
+        return BrandBuckets.from_state(state)
 
     def add(self, sp: ScoredPost) -> list[SeriesStats]:
-        """Count one post of its brand; return the buckets that closed."""
-        brand = sp.post.brand
-        if self.deduper.seen(brand, sp.post.id, sp.post.ts):
-            self.duplicates += 1
-            return []
-        state = self.buckets.get(brand)
-        b = (BrandBuckets.from_state(state) if state is not None
-             else BrandBuckets(brand, self.bucket_seconds, self.lateness_seconds))
-        closed = b.add(sp)
-        self.buckets[brand] = b.state_dict()
-        self._since_evict += 1
-        if self._since_evict >= self.evict_every and b.max_t is not None:
-            self._since_evict = 0
-            self.deduper.evict(brand, b.max_t)
-        return closed
+        """Count one post of its brand; return its brand's pending (closed) buckets."""
+        b = self._load(sp.post.brand)
+        b.add(sp)
+        self.buckets[sp.post.brand] = b.state_dict()
+        return b.pending()
+
+    def ack(self, brand: str) -> None:
+        b = self._load(brand)
+        if b.pending_from is not None:
+            b.ack()
+            self.buckets[brand] = b.state_dict()
 
     def flush(self) -> list[SeriesStats]:
+        """Close every brand's open buckets (end of a finite replay) and hand them on."""
         out: list[SeriesStats] = []
         for brand in sorted(self.buckets):
-            b = BrandBuckets.from_state(self.buckets[brand])
-            out.extend(b.flush())
+            b = self._load(brand)
+            b.flush()
+            out.extend(b.pending())
+            b.ack()
             self.buckets[brand] = b.state_dict()
         return out
 
-    def late_total(self) -> int:
-        return sum(int(s.get("late_total", 0)) for s in self.buckets.values())
+    def totals(self) -> tuple[int, int]:
+        """(late, duplicates) over every brand."""
+        states = list(self.buckets.values())
+        return (sum(int(s["late_total"]) for s in states), sum(int(s["duplicates"]) for s in states))
 
 
 class Detection:
@@ -142,9 +150,18 @@ class Detection:
         self.policy = policy or PolicyConfig()
 
     def observe(self, stats: SeriesStats) -> list[Alert]:
+        """Feed one bucket to its series' monitor; return the alerts not yet handed on."""
         state = self.monitors.get(stats.series)
         mon = (SeriesMonitor.from_state(state) if state is not None
                else SeriesMonitor.create(self.detector, self.params, self.policy))
-        alerts = mon.observe(stats)
+        mon.observe(stats)
         self.monitors[stats.series] = mon.state_dict()
-        return alerts
+        return list(mon.outbox)
+
+    def ack(self, series: str) -> None:
+        """The alerts returned for ``series`` have been handed on: forget them."""
+        state = self.monitors.get(series)
+        if state is not None and state["outbox"]:
+            mon = SeriesMonitor.from_state(state)
+            mon.outbox = []
+            self.monitors[series] = mon.state_dict()

@@ -13,9 +13,19 @@ def sp(i: int, seconds: float, channel: str = "twitter", label: str = "negative"
 
 
 def closed(b: BrandBuckets, posts):
+    """Feed posts, handing on (and acknowledging) what each one closes."""
     out = []
     for p in posts:
-        out.extend(b.add(p))
+        b.add(p)
+        out.extend(b.pending())
+        b.ack()
+    return out
+
+
+def flushed(b: BrandBuckets):
+    b.flush()
+    out = b.pending()
+    b.ack()
     return out
 
 
@@ -30,7 +40,7 @@ def test_out_of_order_within_lateness_lands_in_its_bucket():
 def test_post_after_its_bucket_closed_is_counted_as_late_not_lost():
     b = BrandBuckets("Acme", 60, lateness_seconds=0)
     out = closed(b, [sp(1, 10), sp(2, 70), sp(3, 130), sp(4, 5)])
-    out += b.flush()
+    out += flushed(b)
     assert b.late_total == 1
     assert sum(s.count for s in out if s.channel == "*") == 3
     assert sum(s.late for s in out if s.channel == "*") == 1
@@ -62,12 +72,37 @@ def test_state_round_trip_gives_identical_output():
     rng = random.Random(7)
     posts = [sp(i, i * 7 + rng.uniform(-150, 150), rng.choice(["twitter", "rss"])) for i in range(400)]
     a = BrandBuckets("Acme", 60, 90)
-    ref = closed(a, posts) + a.flush()
+    ref = closed(a, posts) + flushed(a)
     b = BrandBuckets("Acme", 60, 90)
     out = []
     for p in posts:
         b = BrandBuckets.from_state(b.state_dict())
-        out.extend(b.add(p))
-    out += b.flush()
+        b.add(p)
+        b = BrandBuckets.from_state(b.state_dict())
+        out.extend(b.pending())
+        b.ack()
+    out += flushed(b)
     assert out == ref
     assert sum(s.count for s in ref if s.channel == "*") + a.late_total == 400
+
+
+def test_a_duplicate_in_an_open_bucket_is_counted_once():
+    b = BrandBuckets("Acme", 60, 60)
+    assert [b.add(p) for p in [sp(1, 5), sp(1, 5), sp(2, 20), sp(1, 5)]] == [True, False, True, False]
+    out = flushed(b)
+    assert (out[0].count, b.duplicates) == (2, 2)
+
+
+def test_pending_buckets_survive_a_restart_until_acknowledged():
+    """A worker stopped after writing its state but before sending: the restarted one
+    re-reads the state, the post is a duplicate, and the buckets are still pending."""
+    b = BrandBuckets("Acme", 60, 0)
+    b.add(sp(1, 5))
+    b.add(sp(2, 130))  # closes minutes 0 and 1
+    saved = b.state_dict()  # ... and the worker dies before sending them
+    again = BrandBuckets.from_state(saved)
+    assert again.add(sp(2, 130)) is False  # redelivered: counted once
+    assert [(s.bucket_start.minute, s.channel, s.count) for s in again.pending()] == [
+        (0, "*", 1), (0, "twitter", 1), (1, "*", 0), (1, "twitter", 0)]
+    again.ack()
+    assert again.pending() == []

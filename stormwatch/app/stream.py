@@ -12,9 +12,13 @@ to the partition of the input they came from, so a brand's records and table sta
 share one partition. ``alerts`` are keyed (and compacted) by alert id.
 
 Delivery: at least once (the default), with idempotent stages. ``enrich`` is
-stateless; ``aggregate`` dedupes post ids, so a post scored twice is counted once;
-``detect`` ignores a bucket it has already seen; an alert event repeated after a
-crash carries the same id and event, so sinks keyed on (id, event) page once.
+stateless; ``aggregate`` keeps the post ids of its open buckets in the same state
+record as their counts, so a post delivered twice is counted once; ``detect``
+ignores a bucket it has already seen. Both stateful agents write their state with
+the outputs still pending, send them, then acknowledge them in a second write, so
+a worker stopped in between re-sends them after the restart instead of losing
+them; a repeated stats record or alert event is identical to the first (same
+series and bucket, same alert id and event), so consumers keyed on those see it once.
 Faust's ``exactly_once`` can be chosen with ``STORMWATCH_GUARANTEE`` but is not the
 default: in faust-streaming 0.15 a worker restarted after SIGTERM stayed idle in our
 restart test (faust-streaming issues #47, #323, #517 describe the same family).
@@ -22,8 +26,11 @@ restart test (faust-streaming issues #47, #323, #517 describe the same family).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 import faust
 from faust.types import EventT
@@ -35,6 +42,24 @@ from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 
 log = logging.getLogger(__name__)
+
+
+async def changelog_flushed(app: faust.App) -> None:
+    """Drain Faust's producer buffer, where table changelog writes wait.
+
+    Faust may commit an event's offset while that event's changelog write still sits
+    in this buffer, and a stopping worker drops what is left in it: the restarted
+    worker then resumes after posts its restored state never counted. Draining the
+    buffer before the agent moves on (and so before the event can be acknowledged)
+    closes that gap; the restart test caught it.
+    """
+    await app.producer.buffer.flush()
+
+
+async def delivered(futures: list[Awaitable[Any]]) -> None:
+    """Wait until Kafka has acknowledged every send (raises if one failed)."""
+    if futures:
+        await asyncio.gather(*futures)
 
 
 def _where(event: EventT) -> str:
@@ -70,50 +95,59 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     def table(name: str) -> faust.Table:
         return app.Table(name, partitions=n, key_type=str)
 
-    buckets, seen, monitors = table("buckets"), table("seen"), table("monitors")
+    buckets, monitors = table("buckets"), table("monitors")
 
     enricher = Enricher(scorer or nlp.make(settings.scorer))
 
-    async def to_dlq(dl: DeadLetter) -> None:
-        await dlq_t.send(key=dl.reason.encode(), value=dumps(dl))
+    async def to_dlq(dl: DeadLetter) -> Awaitable[Any]:
+        return await dlq_t.send(key=dl.reason.encode(), value=dumps(dl))
 
     @app.agent(raw_t, name="enrich")
     async def enrich(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.scorer_batch, within=settings.scorer_within):
             results = enricher.enrich([e.value for e in events], [_where(e) for e in events])
+            sent = []
             for event, item in zip(events, results, strict=True):
                 if isinstance(item, DeadLetter):
-                    await to_dlq(item)
+                    sent.append(await to_dlq(item))
                 else:
-                    await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
-                                        partition=event.message.partition)
+                    sent.append(await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
+                                                    partition=event.message.partition))
+            await delivered(sent)  # before these events' offsets can be committed
 
     @app.agent(scored_t, name="aggregate")
     async def aggregate(stream: faust.StreamT) -> None:
-        agg = Aggregator(buckets, seen, settings.bucket_seconds, settings.lateness_seconds,
-                         settings.dedupe_hours)
+        agg = Aggregator(buckets, settings.bucket_seconds, settings.lateness_seconds)
         async for event in stream.events():
             try:
-                closed = agg.add(ScoredPost.from_dict(json.loads(event.value)))
+                sp = ScoredPost.from_dict(json.loads(event.value))
+                closed = agg.add(sp)
             except Exception as exc:  # a bad record must not stop the stream
                 await to_dlq(dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
-                                                _where(event)))
+                                         _where(event)))
                 continue
-            for st in closed:
-                await stats_t.send(key=st.series.encode(), value=dumps(st),
-                                   partition=event.message.partition)
+            if closed:
+                await delivered([await stats_t.send(key=st.series.encode(), value=dumps(st),
+                                                    partition=event.message.partition)
+                                 for st in closed])
+                agg.ack(sp.post.brand)  # only once Kafka has them
+            await changelog_flushed(app)
 
     @app.agent(stats_t, name="detect")
     async def detect(stream: faust.StreamT) -> None:
         det = Detection(monitors, settings.detector, settings.detector_params, settings.policy)
         async for event in stream.events():
             try:
-                alerts = det.observe(SeriesStats.from_dict(json.loads(event.value)))
+                st = SeriesStats.from_dict(json.loads(event.value))
+                alerts = det.observe(st)
             except Exception as exc:
                 await to_dlq(dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
-                                                _where(event)))
+                                         _where(event)))
                 continue
-            for alert in alerts:
-                await alerts_t.send(key=alert.id.encode(), value=dumps(alert))
+            if alerts:
+                await delivered([await alerts_t.send(key=alert.id.encode(), value=dumps(alert))
+                                 for alert in alerts])
+                det.ack(st.series)  # only once Kafka has them
+            await changelog_flushed(app)
 
     return app

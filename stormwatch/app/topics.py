@@ -39,7 +39,7 @@ TOPICS = (
 
 #: The worker's tables. Their changelog topics are created here, before the worker
 #: subscribes, so the partition assignment never races a topic still being created.
-TABLES = ("buckets", "seen", "monitors")
+TABLES = ("buckets", "monitors")
 
 
 def changelog_topics(settings: Settings) -> list[str]:

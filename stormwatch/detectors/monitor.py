@@ -37,6 +37,7 @@ class SeriesMonitor:
         self.posts = 0.0  # posts seen; the detector starts at policy.config.activation_posts
         self.samples: list[list[str]] = []
         self.neg: list[float] = [0.0, 0.0]  # negatives, posts over the detector's recent buckets
+        self.outbox: list[Alert] = []  # alerts raised but not yet acknowledged by the runtime
 
     @classmethod
     def create(cls, detector: str, params: Mapping[str, Any] | None = None,
@@ -46,7 +47,8 @@ class SeriesMonitor:
     def observe(self, stats: SeriesStats) -> list[Alert]:
         """Feed one closed bucket; return the alert state changes it causes.
 
-        A bucket at or before the last one seen is ignored (idempotent replays).
+        A bucket at or before the last one seen is ignored (idempotent replays). The
+        alerts are also kept in :attr:`outbox` until the runtime empties it.
         """
         bucket = int(stats.bucket_start.timestamp())
         if self.last_bucket is not None and bucket <= self.last_bucket:
@@ -72,7 +74,7 @@ class SeriesMonitor:
         event, severity, start = decision
         started = datetime.fromtimestamp(start, tz=UTC)
         observed = exp.observed if exp else float(stats.count)
-        return [Alert(
+        alert = Alert(
             id=alert_id(series_key(stats.brand, stats.channel), started),
             event=event, brand=stats.brand, channel=stats.channel, severity=severity,
             started_at=started, at=stats.bucket_start,
@@ -84,12 +86,14 @@ class SeriesMonitor:
             threshold=self.policy.config.threshold,
             negative_share=round(self.neg[0] / self.neg[1], 3) if self.neg[1] else None,
             samples=tuple((pid, text) for pid, text in self.samples),
-        )]
+        )
+        self.outbox.append(alert)
+        return [alert]
 
     def state_dict(self) -> dict[str, Any]:
         return {"detector": self.detector.state_dict(), "policy": self.policy.state_dict(),
                 "last_bucket": self.last_bucket, "posts": self.posts, "samples": self.samples,
-                "neg": self.neg}
+                "neg": self.neg, "outbox": [a.to_dict() for a in self.outbox]}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SeriesMonitor:
@@ -98,5 +102,6 @@ class SeriesMonitor:
         mon.posts = float(state["posts"])
         mon.samples = [list(s) for s in state["samples"]]
         mon.neg = [float(v) for v in state["neg"]]
+        mon.outbox = [Alert.from_dict(a) for a in state["outbox"]]
         return mon
 

@@ -26,6 +26,8 @@ async def read_topic(settings: Settings, name: str, idle_timeout: float) -> Asyn
             await consumer._client.force_metadata_update()  # new topic: refresh once
             parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return  # the topic does not exist (yet)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while True:
