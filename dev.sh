@@ -58,8 +58,9 @@ import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 for a in rows:
     if a["event"] == "open" and a["channel"] == "*":
-        print(f"{a['started_at']}  {a['brand']:<16} {a['severity']:<9} observed {a['observed']:.0f} "
-              f"vs expected {a['expected']:.0f} (score {a['score']:.4f})")
+        print(f"{a['started_at']}  {a['brand']:<16} {a['severity']:<9} observed {a['observed']:g} "
+              f"vs expected {a['expected']:.2f} (band {a['lower']:.2f}..{a['upper']:.2f}, "
+              f"score {a['score']:.4f})")
 print(f"\n{len(rows)} alert events in var/alerts.jsonl")
 EOF
   echo "end to end: ${elapsed} s from the first post produced until the worker had caught up"

@@ -59,9 +59,9 @@ class SeriesMonitor:
             return []
         x = {"t": float(bucket), "value": float(stats.count)}
         score = self.detector.score_one(x)
-        exp = self.detector.expectation()
         warming = self.detector.warming_up
         self.detector.learn_one(x)
+        exp = self.detector.expectation()  # about this bucket: some detectors set it when learning
         decay = 0.9
         self.neg = [self.neg[0] * decay + stats.negative, self.neg[1] * decay + stats.count]
         for pid, text in stats.samples:

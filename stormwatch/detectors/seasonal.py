@@ -191,7 +191,10 @@ class SeasonalBaseline(Detector):
             return None
         e, s = self._last[0], self._last[1]
         observed = self._last[2] if len(self._last) > 2 else e
-        return Expectation(observed, e, e - 3.0 * s, e + 3.0 * s)
+        lower = e - 3.0 * s
+        if self._counts:
+            lower = max(0.0, lower)  # a count band does not go below zero
+        return Expectation(observed, e, lower, e + 3.0 * s)
 
     def _slot(self, t: float) -> int:
         hour = int(t // self._slot_seconds)
