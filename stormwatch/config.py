@@ -74,7 +74,6 @@ class Settings:
     detector_params: Mapping[str, Any] = field(default_factory=lambda: dict(MINUTE_BUCKET_PARAMS))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     author_salt: str = ""
-    web_port: int = 6066
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,7 +106,6 @@ class Settings:
             detector=detector,
             detector_params=params,
             author_salt=_secret(env, "STORMWATCH_AUTHOR_SALT"),
-            web_port=_int(env, "STORMWATCH_WEB_PORT", d.web_port, 1),
         )
 
     def topic(self, name: str) -> str:

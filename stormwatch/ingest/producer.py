@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections import Counter
 from typing import Any
 
@@ -103,6 +102,3 @@ class PostProducer:
     def summary(self) -> dict[str, Any]:
         return {"posts": self.sent["posts"], "dead_lettered": sum(self.rejected.values()),
                 "reasons": dict(sorted(self.rejected.items()))}
-
-    def summary_json(self) -> str:
-        return json.dumps(self.summary(), sort_keys=True)
