@@ -245,20 +245,27 @@ class Sentiment:
 
 @dataclass(frozen=True, slots=True)
 class ScoredPost:
-    """A post after enrichment, as it travels on ``posts.scored`` (keyed by brand)."""
+    """A post after enrichment, as it travels on ``posts.scored`` (keyed by brand).
+
+    ``source_offset`` is the offset of the raw record it was made from on ``posts.raw``
+    (same partition number), so that a stage downstream can tell a copy the enrich
+    step sent again after a restart from a new post (see :mod:`stormwatch.positions`).
+    """
 
     post: Post
     sentiment: Sentiment
     lang: str | None = None
+    source_offset: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"post": self.post.to_dict(), "sentiment": dataclasses.asdict(self.sentiment),
-                "lang": self.lang}
+                "lang": self.lang, "source_offset": self.source_offset}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScoredPost:
         return cls(post=parse_post(d["post"], now=float("inf")),
-                   sentiment=Sentiment(**d["sentiment"]), lang=d.get("lang"))
+                   sentiment=Sentiment(**d["sentiment"]), lang=d.get("lang"),
+                   source_offset=d.get("source_offset"))
 
 
 def series_key(brand: str, channel: str = ALL_CHANNELS) -> str:

@@ -38,6 +38,8 @@ from stormwatch.model import (
     raw_text,
 )
 from stormwatch.nlp.base import Scorer
+from stormwatch.positions import KEY as POSITION_KEY
+from stormwatch.positions import Position, applied, with_position
 
 log = logging.getLogger(__name__)
 
@@ -109,28 +111,37 @@ class Aggregator:
             return BrandBuckets(brand, self.bucket_seconds, self.lateness_seconds)
         return BrandBuckets.from_state(state)
 
-    def add(self, sp: ScoredPost) -> list[SeriesStats]:
-        """Count one post of its brand; return its brand's pending (closed) buckets."""
+    def add(self, sp: ScoredPost, pos: Position | None = None) -> list[SeriesStats]:
+        """Count one post of its brand; return its brand's pending (closed) buckets.
+
+        With the post's input position ``pos``, a post the brand's state has already
+        applied (a redelivery, or a copy enrich sent again) changes nothing.
+        """
+        state = self.buckets.get(sp.post.brand)
         b = self._load(sp.post.brand)
+        if pos is not None and applied(state, pos):
+            return b.pending()
         b.add(sp)
-        self.buckets[sp.post.brand] = b.state_dict()
+        self.buckets[sp.post.brand] = with_position(b.state_dict(), pos)
         return b.pending()
 
     def ack(self, brand: str) -> None:
+        state = self.buckets.get(brand)
         b = self._load(brand)
         if b.pending_from is not None:
             b.ack()
-            self.buckets[brand] = b.state_dict()
+            self.buckets[brand] = _keep_position(b.state_dict(), state)
 
     def flush(self) -> list[SeriesStats]:
         """Close every brand's open buckets (end of a finite replay) and hand them on."""
         out: list[SeriesStats] = []
         for brand in sorted(self.buckets):
+            state = self.buckets[brand]
             b = self._load(brand)
             b.flush()
             out.extend(b.pending())
             b.ack()
-            self.buckets[brand] = b.state_dict()
+            self.buckets[brand] = _keep_position(b.state_dict(), state)
         return out
 
     def totals(self) -> tuple[int, int]:
@@ -149,13 +160,18 @@ class Detection:
         self.params = dict(params or {})
         self.policy = policy or PolicyConfig()
 
-    def observe(self, stats: SeriesStats) -> list[Alert]:
-        """Feed one bucket to its series' monitor; return the alerts not yet handed on."""
+    def observe(self, stats: SeriesStats, pos: Position | None = None) -> list[Alert]:
+        """Feed one bucket to its series' monitor; return the alerts not yet handed on.
+
+        With the record's input position ``pos``, a bucket already applied changes nothing.
+        """
         state = self.monitors.get(stats.series)
         mon = (SeriesMonitor.from_state(state) if state is not None
                else SeriesMonitor.create(self.detector, self.params, self.policy))
+        if pos is not None and applied(state, pos):
+            return list(mon.outbox)
         mon.observe(stats)
-        self.monitors[stats.series] = mon.state_dict()
+        self.monitors[stats.series] = with_position(mon.state_dict(), pos)
         return list(mon.outbox)
 
     def ack(self, series: str) -> None:
@@ -164,4 +180,11 @@ class Detection:
         if state is not None and state["outbox"]:
             mon = SeriesMonitor.from_state(state)
             mon.outbox = []
-            self.monitors[series] = mon.state_dict()
+            self.monitors[series] = _keep_position(mon.state_dict(), state)
+
+
+def _keep_position(new: dict[str, Any], old: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``new`` state carrying over the input position ``old`` had applied."""
+    if old and POSITION_KEY in old:
+        new[POSITION_KEY] = old[POSITION_KEY]
+    return new

@@ -11,14 +11,16 @@ Every topic has the same partition count, and ``posts.scored`` and ``stats`` rec
 to the partition of the input they came from, so a brand's records and table state
 share one partition. ``alerts`` are keyed (and compacted) by alert id.
 
-Delivery: at least once (the default), with idempotent stages. ``enrich`` is
-stateless; ``aggregate`` keeps the post ids of its open buckets in the same state
-record as their counts, so a post delivered twice is counted once; ``detect``
-ignores a bucket it has already seen. Both stateful agents write their state with
-the outputs still pending, send them, then acknowledge them in a second write, so
-a worker stopped in between re-sends them after the restart instead of losing
-them; a repeated stats record or alert event is identical to the first (same
-series and bucket, same alert id and event), so consumers keyed on those see it once.
+Delivery: at least once from Kafka, applied once by the stateful agents. ``enrich`` is
+stateless. ``aggregate`` and ``detect`` write, in each key's state record, the input
+position they have applied (:mod:`stormwatch.positions`); a record at or before that
+position changes nothing, and so does a post whose ``posts.raw`` offset the brand has
+already counted (a copy ``enrich`` sent again after its own restart). After a restart
+the restored tables, not the committed offsets, say where each input partition resumes
+(:func:`resume_from_state`). Both stateful agents hand their outputs on in two phases:
+the state is written with the outputs still pending, the agent sends them and waits for
+Kafka, then a second write forgets them; a worker stopped in between sends them again,
+and a repeated stats record or alert event is identical to the first.
 Faust's ``exactly_once`` can be chosen with ``STORMWATCH_GUARANTEE`` but is not the
 default: in faust-streaming 0.15 a worker restarted after SIGTERM stayed idle in our
 restart test (faust-streaming issues #47, #323, #517 describe the same family).
@@ -27,19 +29,21 @@ restart test (faust-streaming issues #47, #323, #517 describe the same family).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from stormwatch import nlp
 from stormwatch.config import Settings
 from stormwatch.ingest.producer import MAX_REQUEST_BYTES
 from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
+from stormwatch.positions import Position, resume_offsets
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,35 @@ async def delivered(futures: list[Awaitable[Any]]) -> None:
 def _where(event: EventT) -> str:
     m = event.message
     return f"{m.topic}:{m.partition}:{m.offset}"
+
+
+def _position(event: EventT, source: int | None = None) -> Position:
+    return Position(event.message.partition, event.message.offset, source)
+
+
+def resume_from_state(app: faust.App, table: faust.Table, source: faust.TopicT) -> None:
+    """Once ``table`` is restored, resume ``source`` where the restored state stopped.
+
+    Faust commits an event's offset independently of the table's changelog write for
+    it, so after a restart the committed offset can be ahead of the restored state
+    (records lost) or behind it (records applied twice). The state records carry the
+    input position they applied; this commits, for each input partition this worker now
+    owns, one past the highest of them, just before Faust seeks every partition to its
+    committed offset (table recovery callbacks run right before that seek).
+    """
+    topic = source.get_topic_name()
+
+    async def on_recover() -> None:
+        parts = [tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic]
+        if not parts:
+            return
+        offsets = resume_offsets(table.values(), parts)
+        log.info("resuming %s from restored %s state at %s", topic, table.name, offsets)
+        # The consumer's commit of explicit offsets (faust's public commit() only commits
+        # what the agents have acknowledged).
+        await app.consumer._commit({TP(topic, p): o for p, o in offsets.items()})
+
+    table.on_recover(on_recover)
 
 
 def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.App:
@@ -96,6 +129,8 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
         return app.Table(name, partitions=n, key_type=str)
 
     buckets, monitors = table("buckets"), table("monitors")
+    resume_from_state(app, buckets, scored_t)
+    resume_from_state(app, monitors, stats_t)
 
     enricher = Enricher(scorer or nlp.make(settings.scorer))
 
@@ -111,6 +146,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                 if isinstance(item, DeadLetter):
                     sent.append(await to_dlq(item))
                 else:
+                    item = dataclasses.replace(item, source_offset=event.message.offset)
                     sent.append(await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
                                                     partition=event.message.partition))
             await delivered(sent)  # before these events' offsets can be committed
@@ -121,7 +157,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
         async for event in stream.events():
             try:
                 sp = ScoredPost.from_dict(json.loads(event.value))
-                closed = agg.add(sp)
+                closed = agg.add(sp, _position(event, sp.source_offset))
             except Exception as exc:  # a bad record must not stop the stream
                 await to_dlq(dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
                                          _where(event)))
@@ -139,7 +175,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
         async for event in stream.events():
             try:
                 st = SeriesStats.from_dict(json.loads(event.value))
-                alerts = det.observe(st)
+                alerts = det.observe(st, _position(event))
             except Exception as exc:
                 await to_dlq(dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
                                          _where(event)))

@@ -172,10 +172,6 @@ def test_bad_input_ends_in_the_dlq_with_reasons_and_the_pipeline_keeps_going(env
     assert counted == {"01:00": 2, "03:00": 1}  # g1 once (deduplicated), g2; g3
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "KNOWN DEFECT (issue 2): across a SIGTERM restart the worker can still lose a few posts "
-    "(buckets restored without posts whose offsets were committed) and count redelivered ones "
-    "as late; seen in about half of the runs. See docs/architecture.md, 'Delivery guarantee'."))
 def test_worker_restart_mid_replay_loses_nothing_and_pages_once(env, worker, data):
     posts = data / "posts" / "airline_posts_unlabelled.jsonl"
     reference = run_file(posts, settings_of(env), keep_stats=True)
