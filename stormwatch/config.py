@@ -74,6 +74,10 @@ class Settings:
     detector_params: Mapping[str, Any] = field(default_factory=lambda: dict(MINUTE_BUCKET_PARAMS))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     author_salt: str = ""
+    session_timeout: float = 30.0
+    delivery_timeout: float = 120.0
+    max_poll_interval: float = 300.0
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +110,10 @@ class Settings:
             detector=detector,
             detector_params=params,
             author_salt=_secret(env, "STORMWATCH_AUTHOR_SALT"),
+            session_timeout=_float(env, "STORMWATCH_SESSION_TIMEOUT", d.session_timeout),
+            delivery_timeout=_float(env, "STORMWATCH_DELIVERY_TIMEOUT", d.delivery_timeout),
+            max_poll_interval=_float(env, "STORMWATCH_MAX_POLL_INTERVAL", d.max_poll_interval),
+            plugins=tuple(m.strip() for m in env.get("STORMWATCH_PLUGINS", "").split(",") if m.strip()),
         )
 
     def topic(self, name: str) -> str:

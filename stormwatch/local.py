@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from stormwatch import nlp
+from stormwatch import nlp, plugins
 from stormwatch.config import Settings
 from stormwatch.ingest.readers import Record, iter_file
 from stormwatch.model import Alert, DeadLetter, SeriesStats
-from stormwatch.pipeline import Aggregator, Detection, Enricher
+from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 
 
 @dataclass
@@ -44,6 +44,7 @@ class LocalPipeline:
     def __init__(self, settings: Settings, scorer: nlp.Scorer | None = None,
                  keep_stats: bool = False) -> None:
         self.settings = settings
+        plugins.load(settings.plugins)
         self.enricher = Enricher(scorer or nlp.make(settings.scorer))
         self.aggregator = Aggregator({}, settings.bucket_seconds, settings.lateness_seconds)
         self.detection = Detection({}, settings.detector, settings.detector_params, settings.policy)
@@ -81,7 +82,11 @@ class LocalPipeline:
             r.posts_by_series[st.series] += st.count
             if self.keep_stats:
                 r.stats.append(st)
-            alerts = self.detection.observe(st)
+            try:
+                alerts = self.detection.observe(st)
+            except Exception as exc:  # as in the worker: that bucket goes to the dead letters
+                r.dead.append(dead_letter("detect", st.to_dict(), "detector_error", repr(exc)[:500]))
+                continue
             self.detection.ack(st.series)
             for alert in alerts:
                 r.alerts.append(alert)

@@ -53,7 +53,9 @@ def prepared(name, raw):
 
 
 def test_every_registered_detector_is_covered():
-    assert set(REGISTRY) == set(FAST)
+    # Plugins that tests register (tests.faults.faulty) are not the product's detectors.
+    builtin = {name for name, cls in REGISTRY.items() if cls.__module__.startswith("stormwatch.")}
+    assert builtin == set(FAST)
 
 
 @pytest.mark.parametrize("name", sorted(FAST))

@@ -38,7 +38,7 @@ from typing import Any
 import faust
 from faust.types import TP, EventT
 
-from stormwatch import nlp
+from stormwatch import nlp, plugins
 from stormwatch.config import Settings
 from stormwatch.ingest.producer import MAX_REQUEST_BYTES
 from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
@@ -102,6 +102,7 @@ def resume_from_state(app: faust.App, table: faust.Table, source: faust.TopicT) 
 
 def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.App:
     """Build the worker's Faust app from settings (a new app object each call)."""
+    plugins.load(settings.plugins)
     n = settings.partitions
     app = faust.App(
         settings.app_id,
@@ -114,6 +115,8 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=MAX_REQUEST_BYTES,
         web_enabled=False,
+        broker_session_timeout=settings.session_timeout,
+        broker_max_poll_interval=settings.max_poll_interval,
     )
 
     def topic(name: str) -> faust.TopicT:
@@ -139,8 +142,12 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
 
     @app.agent(raw_t, name="enrich")
     async def enrich(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.scorer_batch, within=settings.scorer_within):
-            results = enricher.enrich([e.value for e in events], [_where(e) for e in events])
+            # In a thread: a model batch must not stall the event loop (heartbeats, commits,
+            # the other agents) however long it takes.
+            results = await loop.run_in_executor(None, enricher.enrich, [e.value for e in events],
+                                                 [_where(e) for e in events])
             sent = []
             for event, item in zip(events, results, strict=True):
                 if isinstance(item, DeadLetter):
@@ -175,9 +182,15 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
         async for event in stream.events():
             try:
                 st = SeriesStats.from_dict(json.loads(event.value))
-                alerts = det.observe(st, _position(event))
             except Exception as exc:
                 await to_dlq(dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
+                                         _where(event)))
+                continue
+            try:
+                alerts = det.observe(st, _position(event))
+            except Exception as exc:  # a detector bug on one bucket: that bucket only
+                log.exception("detector failed on %s", _where(event))
+                await to_dlq(dead_letter("detect", event.value, "detector_error", repr(exc)[:500],
                                          _where(event)))
                 continue
             if alerts:

@@ -3,6 +3,10 @@
 Delivery is checked, not assumed: every send's future is awaited (in windows of
 ``max_in_flight``), a failed delivery raises, and the counters say what went where.
 Author ids are hashed with the secret salt before a post enters Kafka.
+
+A broker that is away for a while (a restart) is waited for: the idempotent producer
+retries each batch itself, without duplicates, for up to ``STORMWATCH_DELIVERY_TIMEOUT``
+seconds (120 by default) before a delivery counts as failed.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class PostProducer:
             compression_type="gzip",
             max_request_size=MAX_REQUEST_BYTES,
             client_id=f"stormwatch-{self.source}",
+            request_timeout_ms=int(self.settings.delivery_timeout * 1000),
         )
         await self._producer.start()
         return self

@@ -1,0 +1,154 @@
+"""Faults against the real broker and workers: poison, slow batches, a killed worker, a broker restart.
+
+The pipeline's guarantee (docs/architecture.md, "Delivery guarantee"): at least once
+from Kafka, applied once by the stateful stages, alerts idempotent by id. Each test here
+checks exactly that under one fault: every bucket equals the local runner's (nothing
+lost, nothing counted twice) and every incident is paged once. Workers load the
+``tests.faults.faulty`` plugin where a test needs a scorer or detector that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from stormwatch.config import REPO_ROOT
+from tests.conftest import cli, wait_for
+from tests.faults.faulty import POISON_COUNT
+from tests.integration.test_kafka_pipeline import (
+    alerts_of,
+    buckets_of,
+    once,
+    replay_through,
+    stats_of,
+    values,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+PLUGIN = {"STORMWATCH_PLUGINS": "tests.faults.faulty"}
+
+
+def synthetic(path: Path, minutes: range, per_minute: dict[int, int], start: int = 0,
+              extra: dict[int, list[str]] | None = None) -> int:
+    """Posts of brand Acme: ``per_minute.get(m, 2)`` a minute; ``extra`` texts at given minutes."""
+    lines, i = [], start
+    for m in minutes:
+        texts = ["the app works fine today"] * per_minute.get(m, 2) + (extra or {}).get(m, [])
+        for k, text in enumerate(texts):
+            when = T0 + timedelta(minutes=m, seconds=k % 60)
+            lines.append(json.dumps({"id": f"a{i}", "created_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                     "channel": "twitter", "brand": "Acme", "text": text}))
+            i += 1
+    path.write_text("\n".join(lines) + "\n")
+    return i
+
+
+def dead_letters(env: dict[str, str]) -> list[dict]:
+    return [json.loads(v) for v in values(env, "posts.dlq")]
+
+
+def caught_up(env: dict[str, str], timeout: float = 180) -> None:
+    cli(env, "lag", "--wait", "--timeout", str(timeout), timeout=timeout + 30)
+
+
+def test_poison_post_and_poison_bucket_go_to_the_dlq_and_the_agents_keep_consuming(env, worker, tmp_path):
+    env.update({**PLUGIN, "STORMWATCH_SCORER": "faulty", "STORMWATCH_DETECTOR": "faulty-seasonal",
+                "STORMWATCH_DETECTOR_PARAMS": json.dumps({"warmup": 30, "cooldown": 0})})
+    w = worker()
+    # Wave 1: a post that makes the scorer raise, and a minute with a count that makes the
+    # detector raise (after its warm-up, so the detector really sees it).
+    first = tmp_path / "wave1.jsonl"
+    n = synthetic(first, range(0, 90), {60: POISON_COUNT}, extra={30: ["POISON-SCORER here"]})
+    assert json.loads(cli(env, "ingest", "replay", str(first), "--quiet").stdout)["posts"] == n
+    # The poison minute is a bucket of two series: Acme on twitter, and Acme on all channels.
+    dlq = wait_for(lambda: (d := dead_letters(env)) and len(d) >= 3 and d, 120, what="three dead letters")
+    assert Counter((d["stage"], d["reason"]) for d in dlq) == Counter(
+        {("score", "scorer_error"): 1, ("detect", "detector_error"): 2})
+    scorer_dl = next(d for d in dlq if d["stage"] == "score")
+    assert "poisoned post" in scorer_dl["error"] and "POISON-SCORER" in scorer_dl["raw"]
+    buckets = [json.loads(d["raw"]) for d in dlq if d["stage"] == "detect"]
+    assert all("poisoned bucket" in d["error"] for d in dlq if d["stage"] == "detect")
+    assert sorted((b["channel"], b["count"]) for b in buckets) == [("*", POISON_COUNT),
+                                                                    ("twitter", POISON_COUNT)]
+
+    # Waves 2-4, each after the previous one was processed: the agents did not die slowly.
+    # The last wave has a burst the (still working) detector must page.
+    for wave, minutes in enumerate([range(90, 150), range(150, 210), range(210, 300)], start=2):
+        f = tmp_path / f"wave{wave}.jsonl"
+        n = synthetic(f, minutes, {250: 40, 251: 40, 252: 40}, start=n)
+        cli(env, "ingest", "replay", str(f), "--quiet")
+        caught_up(env)
+        assert w.alive()
+    stats = buckets_of([s for s in stats_of(env) if s.channel == "*"])
+    counts = {k[1]: s.count for k, s in stats.items()}
+    want = {T0 + timedelta(minutes=m): (40 if m in (250, 251, 252) else POISON_COUNT if m == 60 else 2)
+            for m in range(0, 297)}  # the last minutes are still open (watermark)
+    assert {t: counts.get(t) for t in want} == want  # minute 30: 2, the poison post is not counted
+    opened = [a for a in once(alerts_of(env)) if a.event == "open" and a.channel == "*"]
+    assert [a.started_at for a in opened] == [T0 + timedelta(minutes=250)]
+    assert len(dead_letters(env)) == 3
+
+
+def test_a_batch_slower_than_the_poll_interval_causes_no_rebalance_and_no_duplicates(env, worker, tmp_path):
+    env.update({**PLUGIN, "STORMWATCH_SCORER": "faulty", "STORMWATCH_MAX_POLL_INTERVAL": "8",
+                "STORMWATCH_SESSION_TIMEOUT": "8"})
+    w = worker()
+    f = tmp_path / "slow.jsonl"
+    n = synthetic(f, range(0, 30), {}, extra={10: ["SLOW-SCORER:20 the app is slow"]})
+    t = time.monotonic()
+    cli(env, "ingest", "replay", str(f), "--quiet")
+    caught_up(env)
+    assert time.monotonic() - t >= 20  # the slow batch really was slow
+    assert w.alive()
+    scored = [json.loads(v)["post"]["id"] for v in values(env, "posts.scored")]
+    assert len(scored) == n and len(set(scored)) == n  # every post scored once
+    log = w.log.read_text()
+    # One assignment at start (each table resumes once); a rebalance would add more.
+    assert log.count("resuming ") == 2, log[-3000:]
+
+
+def test_kill_9_one_of_two_workers_mid_replay_loses_nothing_and_pages_once(env, worker, data):
+    env.update({"STORMWATCH_SESSION_TIMEOUT": "10"})  # in place: the worker fixture reads this dict
+    first, second = worker(), worker()
+
+    def kill() -> None:
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    replay_through(env, data / "posts" / "airline_posts_unlabelled.jsonl", kill, fraction=4)
+    assert second.alive()
+    assert "resuming " in second.log.read_text()  # it took over partitions from the changelogs
+
+
+def kafka_sh(command: str, port: str) -> None:
+    subprocess.run([str(REPO_ROOT / "deploy" / "kafka" / "kafka.sh"), command], check=True, timeout=120,
+                   env={**os.environ, "KAFKA_PORT": port}, capture_output=True)
+
+
+def test_broker_restart_mid_replay_recovers_by_itself_and_loses_nothing(env, worker, data, kafka):
+    port = kafka.rsplit(":", 1)[1]
+    w = worker()
+    outage: list[float] = []
+
+    def restart_broker() -> None:
+        down = time.monotonic()
+        kafka_sh("stop", port)
+        time.sleep(5)
+        kafka_sh("start", port)
+        outage.append(time.monotonic() - down)
+
+    try:
+        replay_through(env, data / "posts" / "airline_posts_unlabelled.jsonl", restart_broker)
+    finally:
+        kafka_sh("start", port)  # whatever happened, leave a broker for the other tests
+    assert w.alive(), w.log.read_text()[-3000:]
+    print(f"broker away for {outage[0]:.1f} s; nothing lost")
