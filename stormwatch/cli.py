@@ -96,6 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="runs; the best one is reported")
     p.set_defaults(func=_lazy("stormwatch.bench.nab_cli:speed"))
 
+    p = bsub.add_parser("soak", help="overload the worker (x capacity) for a while, then recover")
+    p.add_argument("--capacity", type=float, default=None,
+                   help="worker capacity in posts/s (default: measured first with a burst)")
+    p.add_argument("--burst", type=int, default=20_000, help="posts of the capacity burst")
+    p.add_argument("--factor", type=float, default=1.5, help="overload rate as a multiple of capacity")
+    p.add_argument("--minutes", type=float, default=10.0, help="length of the overload phase")
+    p.add_argument("--recover-minutes", type=float, default=3.0, help="then half capacity this long")
+    p.add_argument("--drain-timeout", type=float, default=900.0, help="seconds allowed to catch up")
+    p.add_argument("--brands", type=int, default=8)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--every", type=float, default=5.0, help="seconds between memory/lag samples")
+    p.set_defaults(func=_lazy("stormwatch.bench.soak:main"))
+
+    p = bsub.add_parser("fuzz", help="coverage-guided fuzzing of the input parsers (atheris)")
+    p.add_argument("--target", default="post", help="what to fuzz (post)")
+    p.add_argument("--runs", type=int, default=1_000_000, help="inputs to run")
+    p.add_argument("--seconds", type=int, default=None, help="stop after this many seconds")
+    p.set_defaults(func=_lazy("stormwatch.bench.fuzz:main"))
+
     p = bsub.add_parser("sentiment", help="accuracy, macro-F1 per language and posts/s of a scorer")
     p.add_argument("--data", action="append", required=True,
                    help="labelled file, repeatable; FILE[a:b] takes a hash slice of its rows")

@@ -22,6 +22,7 @@ import hmac
 import json
 import math
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW_S = 24 * 3600
 
 SENTIMENTS = ("negative", "neutral", "positive")
+#: Every reason code :func:`parse_post` gives a rejected record.
+REASONS = frozenset({"too_large", "bad_encoding", "malformed_json", "not_an_object", "missing_field",
+                     "wrong_type", "empty_text", "text_too_long", "bad_timestamp", "bad_value"})
 ALL_CHANNELS = "*"
 
 
@@ -78,7 +82,8 @@ def _utc(value: Any, name: str) -> datetime:
         dt = dt.astimezone(UTC)
     else:
         raise InvalidRecord("wrong_type", f"{name!r} must be an ISO-8601 string or epoch seconds")
-    return dt
+    # Whole seconds, as the records are written: a post must read back as itself.
+    return dt.replace(microsecond=0)
 
 
 def check_event_time(dt: datetime, now: float | None = None) -> datetime:
@@ -97,6 +102,40 @@ def check_event_time(dt: datetime, now: float | None = None) -> datetime:
     return dt
 
 
+#: Longest accepted language tag (BCP 47 tags in practice stay far below).
+MAX_LANG_CHARS = 35
+
+
+def _unpaired_surrogate(value: str) -> str | None:
+    """The first lone UTF-16 surrogate in ``value`` (an escaped one in JSON decodes to it), if any.
+
+    Such a string cannot be written as UTF-8, so it would break every stage downstream.
+
+    >>> _unpaired_surrogate("ok \U0001F600"), _unpaired_surrogate("bad " + chr(0xD800))
+    (None, 'U+D800')
+    """
+    for ch in value:
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def _control_or_format(value: str) -> str | None:
+    """The first control or format character (NUL, newline, zero-width, bidi override), if any.
+
+    Identifiers (id, brand, channel, lang) must not hide text: a brand written with a
+    right-to-left override or a zero-width space would look like another brand on a
+    dashboard and split its series.
+
+    >>> _control_or_format("US Airways"), _control_or_format("Uni\u202eted")
+    (None, 'U+202E')
+    """
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf"):
+            return f"U+{ord(ch):04X}"
+    return None
+
+
 def _text_field(data: Mapping[str, Any], name: str, required: bool = True) -> str | None:
     value = data.get(name)
     if value is None:
@@ -105,6 +144,9 @@ def _text_field(data: Mapping[str, Any], name: str, required: bool = True) -> st
         return None
     if not isinstance(value, str):
         raise InvalidRecord("wrong_type", f"{name!r} must be a string, got {type(value).__name__}")
+    bad = _unpaired_surrogate(value)
+    if bad:
+        raise InvalidRecord("bad_encoding", f"{name!r} contains an unpaired surrogate ({bad})")
     return value
 
 
@@ -181,7 +223,9 @@ def parse_post(raw: bytes | str | Mapping[str, Any], now: float | None = None) -
     Raises :class:`InvalidRecord` with a stable reason code: ``too_large``,
     ``bad_encoding``, ``malformed_json``, ``not_an_object``, ``missing_field``,
     ``wrong_type``, ``empty_text``, ``text_too_long``, ``bad_timestamp``, ``bad_value``.
-    Unknown fields (labels, for instance) are ignored.
+    Unknown fields (labels, for instance) are ignored. The text keeps format characters
+    (zero-width joiners build emoji, right-to-left marks are real writing), but no NUL
+    and no unpaired surrogate; identifiers allow neither control nor format characters.
 
     >>> parse_post({"id": "7", "created_at": 1424653323, "channel": "twitter",
     ...             "brand": "United", "text": "  "})
@@ -198,11 +242,18 @@ def parse_post(raw: bytes | str | Mapping[str, Any], now: float | None = None) -
     brand = _text_field(data, "brand")
     text = _text_field(data, "text")
     assert post_id is not None and channel is not None and brand is not None and text is not None
+    lang = _text_field(data, "lang", required=False)
     for name, value in (("id", post_id), ("channel", channel), ("brand", brand)):
         if not value.strip():
             raise InvalidRecord("bad_value", f"{name!r} is empty")
         if len(value) > 200:
             raise InvalidRecord("bad_value", f"{name!r} is longer than 200 characters")
+    for name, value in (("id", post_id), ("channel", channel), ("brand", brand), ("lang", lang or "")):
+        bad = _control_or_format(value)
+        if bad:
+            raise InvalidRecord("bad_value", f"{name!r} contains a control or format character ({bad})")
+    if lang is not None and len(lang) > MAX_LANG_CHARS:
+        raise InvalidRecord("bad_value", f"'lang' is longer than {MAX_LANG_CHARS} characters")
     if not text.strip():
         raise InvalidRecord("empty_text", "'text' is empty")
     if len(text) > MAX_TEXT_CHARS:
@@ -216,7 +267,7 @@ def parse_post(raw: bytes | str | Mapping[str, Any], now: float | None = None) -
         channel=channel.strip().lower(),
         brand=brand.strip(),
         text=text,
-        lang=_text_field(data, "lang", required=False),
+        lang=lang,
         author=_text_field(data, "author", required=False),
         retweets=retweets,
     )

@@ -8,14 +8,14 @@ import json
 import sys
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stormwatch.config import Settings
 from stormwatch.model import Alert
 
 
-async def read_topic(settings: Settings, name: str, idle_timeout: float) -> AsyncIterator[bytes]:
-    """Every committed value of a topic from the beginning, until ``idle_timeout`` s pass quietly."""
+async def read_records(settings: Settings, name: str, idle_timeout: float) -> AsyncIterator[ConsumerRecord]:
+    """Every committed record of a topic from the beginning, until ``idle_timeout`` s pass quietly."""
     topic = settings.topic(name)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
@@ -36,9 +36,15 @@ async def read_topic(settings: Settings, name: str, idle_timeout: float) -> Asyn
                 return
             for records in batch.values():
                 for rec in records:
-                    yield rec.value
+                    yield rec
     finally:
         await consumer.stop()
+
+
+async def read_topic(settings: Settings, name: str, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The values of :func:`read_records`."""
+    async for rec in read_records(settings, name, idle_timeout):
+        yield rec.value
 
 
 async def read_alerts(settings: Settings, idle_timeout: float = 10.0) -> list[Alert]:
