@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -445,14 +446,31 @@ def dumps(record: Any) -> bytes:
     return json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+#: An ``"author": "..."`` member in JSON text, also inside a record that does not parse.
+_AUTHOR_MEMBER = re.compile(r'("author"\s*:\s*)"(?:[^"\\]|\\.)*"')
+REDACTED = "<redacted>"
+
+
 def raw_text(raw: bytes | str | Mapping[str, Any], limit: int | None = None) -> str:
-    """Render a raw input for a dead letter, as text (invalid UTF-8 escaped)."""
+    """Render a raw input for a dead letter, as text (invalid UTF-8 escaped), author redacted.
+
+    A dead letter keeps the rejected input for whoever debugs it, but never an author
+    handle: those enter Kafka only hashed, and a rejected record has not been hashed.
+
+    >>> raw_text(b'{"id": 1, "author": "@alice", "text": "broken')
+    '{"id": 1, "author": "<redacted>", "text": "broken'
+    >>> raw_text({"author": "@bob", "text": "x"})
+    '{"author": "<redacted>", "text": "x"}'
+    """
     if isinstance(raw, Mapping):
+        if isinstance(raw.get("author"), str):
+            raw = {**raw, "author": REDACTED}
         text = json.dumps(raw, ensure_ascii=False, default=str)
     elif isinstance(raw, bytes | bytearray | memoryview):
         text = bytes(raw).decode("utf-8", errors="backslashreplace")
     else:
         text = raw
+    text = _AUTHOR_MEMBER.sub(lambda m: m.group(1) + f'"{REDACTED}"', text)
     if limit is not None and len(text) > limit:
         text = text[:limit]
     return text
