@@ -56,7 +56,7 @@ demo() {
   "$PY" - var/alerts.jsonl <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-for a in rows:
+for a in sorted(rows, key=lambda a: a["started_at"]):
     if a["event"] == "open" and a["channel"] == "*":
         print(f"{a['started_at']}  {a['brand']:<16} {a['severity']:<9} observed {a['observed']:g} "
               f"vs expected {a['expected']:.2f} (band {a['lower']:.2f}..{a['upper']:.2f}, "
