@@ -272,3 +272,23 @@ def test_ensemble_leaves_the_seasonal_defaults_alone():
     det = SeasonalEnsemble(seasonal={"alpha": 0.002, "cooldown": 99.0})
     assert det.params()["seasonal"] == {"alpha": 0.002}
     assert det._inner.cooldown == 0.0 and SeasonalBaseline().cooldown == 43200.0
+
+
+def test_ensemble_stuck_value_alarms_once_at_min_run():
+    # the repeating pattern never repeats a value, so every finished run has length 1:
+    # a run of 10.5 (inside the range, unremarkable as a level) alarms at its 10th row
+    on = _quiet_then(SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, var_score=0.0), 500, [10.5] * 14)
+    off = _quiet_then(SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, var_score=0.0, run_score=0.0),
+                      500, [10.5] * 14)
+    assert [k for k, s in enumerate(on) if s >= 0.5] == [9]  # run length 10 = min_run
+    assert max(off) < 0.5
+
+
+def test_ensemble_energy_record_alarms_on_a_burst_beyond_every_burst():
+    # level view off (gate > 1 and an alarm above any seasonal score): only the energy view can alarm
+    quiet = {"seasonal": {"warmup": 20, "spatial": 0.0}, "freeze": 20, "gate": 1.1, "run_score": 0.0,
+             "alarm": 0.94}
+    burst = _quiet_then(SeasonalEnsemble(**quiet), 500, [10.0, 40.0, 10.0])
+    assert burst[1] >= 0.5 and burst[0] < 0.5
+    none = _quiet_then(SeasonalEnsemble(**{**quiet, "var_score": 0.0}), 500, [10.0, 40.0, 10.0])
+    assert max(none) < 0.5
