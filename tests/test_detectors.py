@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stormwatch.detectors import DEFAULT_VOLUME_DETECTOR, REGISTRY, make, restore
+from stormwatch.detectors.ensemble import SeasonalEnsemble
 from stormwatch.detectors.seasonal import SeasonalBaseline, gaussian_surprise
 from stormwatch.detectors.share_cusum import ShareCusum
 
@@ -22,6 +23,7 @@ FAST = {  # small settings so that property tests stay quick; the same code path
     "river-hst": {"warmup": 5, "n_trees": 3, "height": 3, "window_size": 10},
     "river-gaussian": {"warmup": 5, "window_size": 20},
     "river-sad": {"warmup": 5},
+    "seasonal-ensemble": {"seasonal": {"warmup": 5}, "freeze": 5, "cooldown": 600.0},
     "cooldown": {"inner": "seasonal-baseline", "inner_params": {"warmup": 5, "alarm": 0.99},
                  "alarm": 0.5, "cooldown": 600.0},
 }
@@ -94,7 +96,8 @@ def test_save_restore_gives_identical_scores(name, raw, cut):
     assert twin.state_dict() == det.state_dict()
 
 
-PURE_SCORERS = ["seasonal-baseline", "share-cusum", "random", "river-gaussian", "river-sad"]
+PURE_SCORERS = ["seasonal-baseline", "seasonal-ensemble", "share-cusum", "random", "river-gaussian",
+                "river-sad"]
 
 
 @pytest.mark.parametrize("name", PURE_SCORERS)
@@ -221,3 +224,71 @@ def test_seasonal_low_counts_sustained_rise():
 
     assert first_alarm(10.0) is not None and first_alarm(10.0) <= 3
     assert first_alarm(4.0) is None
+
+
+def _quiet_then(det, n: int, tail: list[float], step: float = 300.0) -> list[float]:
+    """Feed n rows of a repeating 10-row pattern, then `tail`; return the tail's scores."""
+    day = [10.0, 12.0, 11.0, 9.0, 10.0, 11.0, 12.0, 10.0, 9.0, 11.0]
+    for i in range(n):
+        det.update({"t": step * i, "value": day[i % 10]})
+    return [det.update({"t": step * (n + k), "value": v}) for k, v in enumerate(tail)]
+
+
+def test_ensemble_ranks_a_rare_alarm_above_a_frequent_one():
+    # same spike, once after 2000 quiet rows and once 60 rows after a previous alarm
+    # (past the 1 h cooldown): the first outranks the second; both are alarms (≥ 0.5)
+    det = SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, cooldown=3600.0)
+    rare = _quiet_then(det, 2000, [80.0])[0]
+    frequent = [det.update({"t": 300.0 * (2001 + k), "value": 10.0 + k % 3}) for k in range(59)]
+    again = det.update({"t": 300.0 * 2060, "value": 200.0})
+    assert max(frequent) < 0.5
+    assert 0.5 <= again < rare < 1.0
+    # rank = 0.5 + 0.5 (mix g + (1 − mix) u), g = 1 − exp(−gap/tau): the gap part by hand
+    g_rare, g_again = 1 - math.exp(-2001 / 500), 1 - math.exp(-60 / 500)
+    assert rare - again == pytest.approx(0.25 * (g_rare - g_again), abs=0.126)  # u differs by < 0.5
+
+
+def test_ensemble_novel_shape_confirms_moderate_evidence():
+    # a value inside the learnt range but in a new order of bins: the same level score
+    # alarms only when the pattern is new
+    base = {"seasonal": {"warmup": 20}, "freeze": 20, "gate": 0.0, "boost": 0.9}
+    novel = _quiet_then(SeasonalEnsemble(**base), 500, [9.0, 9.0, 9.0])
+    plain = _quiet_then(SeasonalEnsemble(**{**base, "gate": 1.1}), 500, [9.0, 9.0, 9.0])
+    assert max(plain) < 0.5  # no alarm from the level view alone
+    assert max(novel) >= 0.5  # 9, 9, 9 never occurred in the repeating pattern
+
+
+def test_ensemble_state_is_bounded():
+    det = SeasonalEnsemble()
+    for i in range(20_000):
+        det.update({"t": 300.0 * i, "value": float((i * 7919) % 1000)})
+    seen = det.state_dict()["state"]["seen"]
+    assert len(seen) <= (6 + 2) ** 3
+    assert len(json.dumps(det.state_dict())) < 10_000
+
+
+def test_ensemble_leaves_the_seasonal_defaults_alone():
+    # the inner baseline gets the seasonal parameters minus its cooldown (the ensemble's own)
+    det = SeasonalEnsemble(seasonal={"alpha": 0.002, "cooldown": 99.0})
+    assert det.params()["seasonal"] == {"alpha": 0.002}
+    assert det._inner.cooldown == 0.0 and SeasonalBaseline().cooldown == 43200.0
+
+
+def test_ensemble_stuck_value_alarms_once_at_min_run():
+    # the repeating pattern never repeats a value, so every finished run has length 1:
+    # a run of 10.5 (inside the range, unremarkable as a level) alarms at its 10th row
+    on = _quiet_then(SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, var_score=0.0), 500, [10.5] * 14)
+    off = _quiet_then(SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, var_score=0.0, run_score=0.0),
+                      500, [10.5] * 14)
+    assert [k for k, s in enumerate(on) if s >= 0.5] == [9]  # run length 10 = min_run
+    assert max(off) < 0.5
+
+
+def test_ensemble_energy_record_alarms_on_a_burst_beyond_every_burst():
+    # level view off (gate > 1 and an alarm above any seasonal score): only the energy view can alarm
+    quiet = {"seasonal": {"warmup": 20, "spatial": 0.0}, "freeze": 20, "gate": 1.1, "run_score": 0.0,
+             "alarm": 0.94}
+    burst = _quiet_then(SeasonalEnsemble(**quiet), 500, [10.0, 40.0, 10.0])
+    assert burst[1] >= 0.5 and burst[0] < 0.5
+    none = _quiet_then(SeasonalEnsemble(**{**quiet, "var_score": 0.0}), 500, [10.0, 40.0, 10.0])
+    assert max(none) < 0.5

@@ -8,7 +8,15 @@ names the one measured on NAB (``stormwatch bench nab`` runs it by default).
 'seasonal-baseline'
 """
 
-from stormwatch.detectors import baselines, cooldown, poisson, river_wrappers, seasonal, share_cusum
+from stormwatch.detectors import (
+    baselines,
+    cooldown,
+    ensemble,
+    poisson,
+    river_wrappers,
+    seasonal,
+    share_cusum,
+)
 from stormwatch.detectors.base import REGISTRY, Detector, Expectation, make, register, restore
 
 DEFAULT_VOLUME_DETECTOR = "seasonal-baseline"
@@ -22,6 +30,7 @@ __all__ = [
     "Expectation",
     "baselines",
     "cooldown",
+    "ensemble",
     "make",
     "poisson",
     "register",
