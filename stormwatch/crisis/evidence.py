@@ -126,6 +126,10 @@ class EvidenceWindow:
             if len(vocab) > limit + limit // 4:  # prune now and then, not on every bucket
                 self.base_terms[lang] = dict(top_counts(vocab, limit))
 
+    def reach(self) -> int:
+        """Retweets of the window's posts (the incident's, while one is open)."""
+        return sum(e[3] for e in self.ring)
+
     def totals(self) -> dict[str, Any]:
         """Sums over the window: posts, negative, reach, crisis counts, languages, terms."""
         posts = negative = reach = 0

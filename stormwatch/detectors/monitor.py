@@ -75,7 +75,7 @@ class SeriesMonitor:
             self.samples.append([pid, text])
         del self.samples[:-EVIDENCE]
         volume = exp.observed if exp is not None else float(stats.count)
-        decision = self.policy.step(bucket, score, volume, warming)
+        decision = self.policy.step(bucket, score, volume, warming, reach=self.evidence.reach())
         if decision is None:
             return []
         event, severity, start = decision
