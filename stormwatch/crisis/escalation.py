@@ -51,6 +51,8 @@ SYSTEM = "stormwatch"
 TIMELINE_POINTS = 1440
 #: Buckets of calm after the resolve that the timeline still records.
 AFTER_RESOLVE_POINTS = 60
+#: Points per series kept for incidents that have not arrived yet.
+RECENT_POINTS = 240
 #: Incidents kept; the oldest resolved ones are forgotten first.
 MAX_INCIDENTS = 5000
 
@@ -105,6 +107,9 @@ class Escalation:
         self.overrides = dict(overrides or {})
         self.resend_warnings = resend_warnings
         self.incidents: dict[str, Incident] = {}
+        #: the latest timeline points of every series, so an incident whose stats arrived
+        #: before its alert still gets its timeline from the first bucket
+        self.recent: dict[str, list[dict[str, Any]]] = {}
 
     # -- policy -----------------------------------------------------------------------
     def _playbook(self, alert: Alert) -> Playbook | None:
@@ -133,6 +138,8 @@ class Escalation:
                 return []  # the middle of an incident we never saw open: nothing to page
             inc = self.incidents[alert.id] = Incident(alert=alert, notified_at=now, opened_at=now,
                                                       level=alert.level)
+            since = _iso(alert.started_at)
+            inc.timeline = [p for p in self.recent.get(alert.series, []) if p["t"] >= since]
             self._log(inc, alert, now)
             self._forget_old()
             return []
@@ -194,6 +201,13 @@ class Escalation:
 
     def on_stats(self, stats: SeriesStats) -> None:
         """A closed bucket: a point on the impact timeline of that series' incidents."""
+        share = stats.negative_share
+        point = {"t": _iso(stats.bucket_start), "volume": stats.count,
+                 "negative_share": round(share, 3) if share is not None else None, "reach": stats.retweets}
+        recent = self.recent.setdefault(stats.series, [])
+        if not recent or recent[-1]["t"] < point["t"]:
+            recent.append(point)
+            del recent[:-RECENT_POINTS]
         for inc in self.incidents.values():
             a = inc.alert
             if a.brand != stats.brand or a.channel != stats.channel or stats.bucket_start < a.started_at:
@@ -204,10 +218,7 @@ class Escalation:
                 inc.after_resolve += 1
             if inc.timeline and inc.timeline[-1]["t"] >= _iso(stats.bucket_start):
                 continue
-            inc.timeline.append({"t": _iso(stats.bucket_start), "volume": stats.count,
-                                 "negative_share": round(stats.negative_share, 3)
-                                 if stats.negative_share is not None else None,
-                                 "reach": stats.retweets})
+            inc.timeline.append(dict(point))
             del inc.timeline[:-TIMELINE_POINTS]
 
     # -- views ------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from stormwatch.config import Settings
 from stormwatch.model import Alert
 
 
-async def read_topic(settings: Settings, name: str, idle_timeout: float) -> AsyncIterator[bytes]:
-    """Every committed value of a topic from the beginning, until ``idle_timeout`` s pass quietly."""
+async def read_topic(settings: Settings, name: str, idle_timeout: float | None) -> AsyncIterator[bytes]:
+    """Every committed value of a topic from the beginning, until ``idle_timeout`` s pass quietly
+    (``None``: follow the topic for ever)."""
     topic = settings.topic(name)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
@@ -31,8 +32,11 @@ async def read_topic(settings: Settings, name: str, idle_timeout: float) -> Asyn
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while True:
-            batch = await consumer.getmany(*tps, timeout_ms=int(idle_timeout * 1000))
+            wait = 1.0 if idle_timeout is None else idle_timeout
+            batch = await consumer.getmany(*tps, timeout_ms=int(wait * 1000))
             if not batch:
+                if idle_timeout is None:
+                    continue
                 return
             for records in batch.values():
                 for rec in records:
