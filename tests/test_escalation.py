@@ -167,3 +167,13 @@ def test_playbook_config_errors(tmp_path):
                     "    escalation: {resend_after_minutes: 5, levels: [a]}\n", encoding="utf-8")
     with pytest.raises(CrisisConfigError, match="no playbook for security, fraud, outage"):
         load_playbooks(path)
+
+
+def test_timeline_backfills_the_buckets_that_arrived_before_the_alert():
+    esc = Escalation()
+    for i in range(-3, 2):  # the stats topic is read ahead of the alerts topic
+        esc.on_stats(SeriesStats("US Airways", "*", T0 + timedelta(minutes=i), 60, 5 + i))
+    esc.on_alert(alert(), now=0)
+    esc.on_stats(SeriesStats("US Airways", "*", T0 + timedelta(minutes=2), 60, 9))
+    esc.on_stats(SeriesStats("US Airways", "*", T0 + timedelta(minutes=2), 60, 9))  # a repeat
+    assert [p["volume"] for p in esc.impact(alert().id)["points"]] == [5, 6, 9]

@@ -46,10 +46,10 @@ def build(settings: Settings, token: str, escalation: Escalation | None = None) 
     from stormwatch.sinks.console import read_topic
 
     esc = escalation or Escalation()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
+    producers: list[AIOKafkaProducer] = []  # made inside the server's event loop
 
     async def publish(alert: Alert) -> None:
-        await producer.send_and_wait(settings.topic("alerts"), key=alert.id.encode(), value=dumps(alert))
+        await producers[0].send_and_wait(settings.topic("alerts"), key=alert.id.encode(), value=dumps(alert))
 
     async def follow_alerts() -> None:
         async for value in read_topic(settings, "alerts", None):
@@ -73,7 +73,9 @@ def build(settings: Settings, token: str, escalation: Escalation | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
         await producer.start()
+        producers.append(producer)
         tasks = [asyncio.create_task(f()) for f in (follow_alerts, follow_stats, clock)]
         try:
             yield
@@ -81,6 +83,7 @@ def build(settings: Settings, token: str, escalation: Escalation | None = None) 
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            producers.clear()
             await producer.stop()
 
     return create_app(esc, token, publish=publish, lifespan=lifespan)
