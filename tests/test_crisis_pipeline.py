@@ -84,3 +84,12 @@ def test_airline_alerts_carry_type_playbook_and_sensible_burst_terms(airline):
     terms = [t["term"] for t in resolved[us].evidence["burst_terms"]["en"]]
     assert "computer" in terms[:3] and "system" in terms
     assert opened[us].evidence["most_negative"][0]["channel"] == "twitter"
+
+
+def test_airline_emerging_topic_finds_the_computer_outage_after_the_volume_incident(airline):
+    topics = [a for a in airline.alerts if a.kind == "emerging" and a.event == "open"]
+    assert all(a.id.endswith("#topic") and a.severity == "warning" for a in topics)
+    assert len(topics) <= 10  # a handful over nine days, not a stream
+    computer = [a for a in topics if a.brand == "US Airways" and a.channel == "*"
+                and a.evidence["emerging_terms"][0]["term"] == "computer"]
+    assert [a.started_at.isoformat() for a in computer] == ["2015-02-23T00:06:00+00:00"]

@@ -113,3 +113,23 @@ def test_baseline_decays():
     w.observe(bucket(21, 10, [("x", 1)]))  # bucket 11 leaves, 10 minutes (a half-life) after 1
     assert w.base_terms["en"]["old"] == pytest.approx(10 * 0.5 ** 1.1, rel=1e-3)
     assert w.base_terms["en"]["new"] == pytest.approx(10 * 0.5, rel=1e-3)
+
+
+def test_topic_watch_needs_a_warm_baseline_and_no_volume_incident_and_cools_down():
+    from stormwatch.crisis.emerging import TopicConfig, TopicWatch
+
+    hot = {"en": [{"term": "computer", "count": 9, "ratio": 40.0, "score": 55.0},
+                  {"term": "system", "count": 7, "ratio": 30.0, "score": 41.0},
+                  {"term": "flight", "count": 20, "ratio": 1.5, "score": 12.0}]}
+    w = TopicWatch(TopicConfig(clear_buckets=3, cooldown=5))
+    assert w.step(0, hot, baseline_posts=100, volume_open=False) is None  # baseline too young
+    assert w.step(1, hot, baseline_posts=1000, volume_open=True) is None  # the volume already moved
+    event, start, cluster = w.step(2, hot, 1000, False)
+    assert (event, start, [r["term"] for r in cluster]) == ("open", 2, ["computer", "system"])
+    assert [w.step(i, {}, 1000, False) for i in (3, 4)] == [None, None]
+    assert w.step(5, hot, 1000, False) is None  # still going: the quiet count restarts
+    assert [w.step(i, {}, 1000, False) for i in (6, 7)] == [None, None]
+    assert w.step(8, {}, 1000, False)[0:2] == ("resolve", 2)
+    assert all(w.step(i, hot, 1000, False) is None for i in range(9, 14))  # cooldown
+    assert w.step(14, hot, 1000, False)[0] == "open"
+    assert TopicWatch.from_state(w.state_dict()).state_dict() == w.state_dict()

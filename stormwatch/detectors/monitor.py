@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from stormwatch.crisis.emerging import TopicConfig, TopicWatch
 from stormwatch.crisis.evidence import EvidenceConfig, EvidenceWindow
 from stormwatch.crisis.playbooks import playbook_id
 from stormwatch.detectors import base
@@ -33,10 +34,11 @@ class SeriesMonitor:
     """Detector + policy + the evidence of one series. State as a dict."""
 
     def __init__(self, detector: base.Detector, policy: AlertPolicy,
-                 evidence: EvidenceWindow | None = None) -> None:
+                 evidence: EvidenceWindow | None = None, topics: TopicWatch | None = None) -> None:
         self.detector = detector
         self.policy = policy
         self.evidence = evidence or EvidenceWindow()
+        self.topics = topics or TopicWatch()
         self.last_bucket: int | None = None
         self.posts = 0.0  # posts seen; the detector starts at policy.config.activation_posts
         self.samples: list[list[str]] = []
@@ -45,10 +47,10 @@ class SeriesMonitor:
 
     @classmethod
     def create(cls, detector: str, params: Mapping[str, Any] | None = None,
-               policy: PolicyConfig | None = None, evidence: EvidenceConfig | None = None
-               ) -> SeriesMonitor:
+               policy: PolicyConfig | None = None, evidence: EvidenceConfig | None = None,
+               topics: TopicConfig | None = None) -> SeriesMonitor:
         return cls(base.make(detector, **dict(params or {})), AlertPolicy(policy),
-                   EvidenceWindow(evidence))
+                   EvidenceWindow(evidence), TopicWatch(topics))
 
     def observe(self, stats: SeriesStats) -> list[Alert]:
         """Feed one closed bucket; return the alert state changes it causes.
@@ -76,8 +78,9 @@ class SeriesMonitor:
         del self.samples[:-EVIDENCE]
         volume = exp.observed if exp is not None else float(stats.count)
         decision = self.policy.step(bucket, score, volume, warming, reach=self.evidence.reach())
+        out = self._topic(stats, bucket)
         if decision is None:
-            return []
+            return out
         event, severity, start = decision
         started = datetime.fromtimestamp(start, tz=UTC)
         observed = exp.observed if exp else float(stats.count)
@@ -98,19 +101,49 @@ class SeriesMonitor:
             evidence=self.evidence.evidence(),
         )
         self.outbox.append(alert)
+        return [*out, alert]
+
+    def _topic(self, stats: SeriesStats, bucket: int) -> list[Alert]:
+        """The emerging-topic watch for this bucket (burst terms only computed when needed)."""
+        if not self.topics.config.enabled or (stats.count == 0 and self.topics.open_start is None):
+            return []
+        ev = self.evidence
+        burst = ev.burst() if stats.count else {}
+        decision = self.topics.step(bucket, burst, sum(ev.base_docs.values()), self.policy.is_open)
+        if decision is None:
+            return []
+        event, start, cluster = decision
+        top = cluster[0]
+        started = datetime.fromtimestamp(start, tz=UTC)
+        crisis_type, crisis_share = ev.dominant()
+        lang_posts = ev.totals()["langs"].get(top["lang"], 0)
+        alert = Alert(
+            id=alert_id(series_key(stats.brand, stats.channel), started) + "#topic",
+            event=event, kind="emerging", brand=stats.brand, channel=stats.channel, severity="warning",
+            started_at=started, at=stats.bucket_start, observed=float(top["count"]),
+            expected=round(top["baseline_share"] * lang_posts, 3), lower=0.0, upper=0.0,
+            score=round(top["score"] / (top["score"] + self.topics.config.min_score), 6),
+            detector="burst-terms", threshold=0.5,
+            negative_share=round(self.neg[0] / self.neg[1], 3) if self.neg[1] else None,
+            samples=tuple((pid, text) for pid, text in self.samples),
+            crisis_type=crisis_type, crisis_share=crisis_share, playbook=playbook_id(crisis_type),
+            evidence={**ev.evidence(), "emerging_terms": cluster},
+        )
+        self.outbox.append(alert)
         return [alert]
 
     def state_dict(self) -> dict[str, Any]:
         return {"detector": self.detector.state_dict(), "policy": self.policy.state_dict(),
                 "last_bucket": self.last_bucket, "posts": self.posts, "samples": self.samples,
                 "neg": self.neg, "outbox": [a.to_dict() for a in self.outbox],
-                "evidence": self.evidence.state_dict()}
+                "evidence": self.evidence.state_dict(), "topics": self.topics.state_dict()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SeriesMonitor:
-        ev = state.get("evidence")
+        ev, topics = state.get("evidence"), state.get("topics")
         mon = cls(base.restore(state["detector"]), AlertPolicy.from_state(state["policy"]),
-                  EvidenceWindow.from_state(ev) if ev is not None else None)
+                  EvidenceWindow.from_state(ev) if ev is not None else None,
+                  TopicWatch.from_state(topics) if topics is not None else None)
         mon.last_bucket = state["last_bucket"]
         mon.posts = float(state["posts"])
         mon.samples = [list(s) for s in state["samples"]]
