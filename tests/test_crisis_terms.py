@@ -77,8 +77,9 @@ def test_window_baseline_per_language_and_evidence_shape():
                                       "text": "text 309"}
     assert len(json.dumps(ev)) < 8000  # bounded
     # the baseline saw the quiet period and the one burst bucket that left the window (300)
-    assert w.base_terms["en"]["flight"] > w.base_terms["en"]["thanks"]
-    assert w.base_terms["en"]["computer"] == 6.0
+    base, docs = w.baseline("en")
+    assert base["flight"] > base["thanks"] and docs > 500
+    assert base["computer"] == pytest.approx(6.0 * 0.5 ** (10 / 600))  # decayed from bucket 300 to 310
 
 
 def test_open_incident_holds_the_window_and_keeps_it_out_of_the_baseline():
@@ -98,7 +99,7 @@ def test_vocabulary_is_bounded_and_the_state_round_trips():
     for i in range(200):
         w.observe(bucket(i, 3, [(f"t{i}", 1), (f"u{i % 7}", 2), ("common", 3)]))
     assert len(w.base_terms["en"]) <= 25
-    assert "common" in w.base_terms["en"]
+    assert "common" in w.baseline("en")[0]
     state = json.loads(json.dumps(w.state_dict()))
     again = EvidenceWindow.from_state(state)
     assert again.state_dict() == w.state_dict()
@@ -109,10 +110,16 @@ def test_baseline_decays():
     w = EvidenceWindow(EvidenceConfig(window=1, half_life=10))
     w.observe(bucket(0, 10, [("old", 10)]))
     w.observe(bucket(1, 10, [("new", 10)]))
-    w.observe(bucket(11, 10, [("x", 1)]))  # bucket 1 leaves, 1 minute after bucket 0
-    w.observe(bucket(21, 10, [("x", 1)]))  # bucket 11 leaves, 10 minutes (a half-life) after 1
-    assert w.base_terms["en"]["old"] == pytest.approx(10 * 0.5 ** 1.1, rel=1e-3)
-    assert w.base_terms["en"]["new"] == pytest.approx(10 * 0.5, rel=1e-3)
+    w.observe(bucket(11, 10, [("x", 1)]))  # bucket 1 leaves
+    w.observe(bucket(21, 10, [("x", 1)]))  # bucket 11 leaves; now is minute 21
+    base, docs = w.baseline("en")
+    assert base["old"] == pytest.approx(10 * 0.5 ** 2.1)  # 21 minutes = 2.1 half-lives old
+    assert base["new"] == pytest.approx(10 * 0.5 ** 2.0)
+    assert docs == pytest.approx(10 * (0.5 ** 2.1 + 0.5 ** 2.0 + 0.5 ** 1.0))
+    for i in range(22, 400, 10):  # far past 2^20 growth: the units are reset, shares stay the same
+        w.observe(bucket(i, 10, [("x", 1)]))
+    base, docs = w.baseline("en")
+    assert w.base_t > 21 and base["x"] / docs == pytest.approx(0.1, rel=1e-3)
 
 
 def test_topic_watch_needs_a_warm_baseline_and_no_volume_incident_and_cools_down():

@@ -57,10 +57,6 @@ class EvidenceConfig:
             raise ValueError("max_window must be >= window")
 
 
-def _add(into: dict[str, Any], key: str, n: float) -> None:
-    into[key] = into.get(key, 0) + n
-
-
 class EvidenceWindow:
     """Recent window + decayed baseline of one series. State as a JSON-able dict."""
 
@@ -106,25 +102,49 @@ class EvidenceWindow:
         self.reach_posts = _merge(self.reach_posts, [[n, t, pid, ch, text]
                                                      for pid, ch, n, text in stats.reached], oldest, keep)
 
+    def _growth(self, t: int) -> float:
+        """Weight of a post at ``t`` in the units of the baseline (as of ``base_t``)."""
+        if self.base_t is None:
+            return 1.0
+        return 2.0 ** ((t - self.base_t) / (self.config.half_life * self.bucket_seconds))
+
     def _to_baseline(self, entry: list[Any]) -> None:
+        # Decay without touching every weight: the baseline is kept in the units of time
+        # base_t and newer posts weigh more (2^(age / half-life)); shares are unchanged by
+        # the unit. The units are reset (one pass over the weights) once the factor is big.
         t, langs, terms = entry[0], entry[5], entry[6]
-        if self.base_t is not None and t > self.base_t:
-            f = 0.5 ** ((t - self.base_t) / (self.config.half_life * self.bucket_seconds))
-            for lang in self.base_terms:
-                vocab = self.base_terms[lang]
+        if self.base_t is None:
+            self.base_t = t
+        g = self._growth(t)
+        if g > 1e6:
+            for vocab in self.base_terms.values():
                 for term in vocab:
-                    vocab[term] = round(vocab[term] * f, 4)
-                self.base_docs[lang] = round(self.base_docs[lang] * f, 4)
-        self.base_t = t
+                    vocab[term] = round(vocab[term] / g, 6)
+            self.base_docs = {k: round(v / g, 6) for k, v in self.base_docs.items()}
+            self.base_t, g = t, 1.0
         for lang, n in langs.items():
-            self.base_docs[lang] = round(self.base_docs.get(lang, 0.0) + n, 4)
+            self.base_docs[lang] = self.base_docs.get(lang, 0.0) + n * g
         limit = self.config.vocabulary
         for lang, counts in terms.items():
             vocab = self.base_terms.setdefault(lang, {})
             for term, n in counts.items():
-                vocab[term] = round(vocab.get(term, 0.0) + n, 4)
+                vocab[term] = vocab.get(term, 0.0) + n * g
             if len(vocab) > limit + limit // 4:  # prune now and then, not on every bucket
                 self.base_terms[lang] = dict(top_counts(vocab, limit))
+
+    def baseline(self, lang: str, only: Mapping[str, Any] | None = None) -> tuple[dict[str, float], float]:
+        """The decayed baseline of one language as of now: term → posts (the terms in ``only``,
+        if given), and all posts."""
+        g = self._growth(self.now) if self.now is not None else 1.0
+        vocab = self.base_terms.get(lang, {})
+        if only is not None:
+            return ({k: vocab[k] / g for k in only if k in vocab}, self.base_docs.get(lang, 0.0) / g)
+        return {k: v / g for k, v in vocab.items()}, self.base_docs.get(lang, 0.0) / g
+
+    def baseline_posts(self) -> float:
+        """Decayed posts in the baseline, all languages."""
+        g = self._growth(self.now) if self.now is not None else 1.0
+        return sum(self.base_docs.values()) / g
 
     def reach(self) -> int:
         """Retweets of the window's posts (the incident's, while one is open)."""
@@ -139,13 +159,14 @@ class EvidenceWindow:
         for _, n, neg, rt, cr, lg, tm in self.ring:
             posts, negative, reach = posts + n, negative + neg, reach + rt
             for k, v in cr.items():
-                _add(crisis, k, v)
+                crisis[k] = crisis.get(k, 0) + v
             for k, v in lg.items():
-                _add(langs, k, v)
+                langs[k] = langs.get(k, 0) + v
             for lang, counts in tm.items():
                 into = terms.setdefault(lang, {})
+                get = into.get
                 for k, v in counts.items():
-                    _add(into, k, v)
+                    into[k] = get(k, 0) + v
         return {"posts": posts, "negative": negative, "reach": reach, "crisis": crisis,
                 "langs": langs, "terms": terms}
 
@@ -163,8 +184,9 @@ class EvidenceWindow:
         c = self.config
         out: dict[str, list[dict[str, Any]]] = {}
         for lang, n in top_counts(tot["langs"], c.languages):
-            rows = burst_terms(tot["terms"].get(lang, {}), n, self.base_terms.get(lang, {}),
-                               self.base_docs.get(lang, 0.0), top=c.top_terms, min_count=c.min_term_posts)
+            recent = tot["terms"].get(lang, {})
+            base, docs = self.baseline(lang, only=recent)
+            rows = burst_terms(recent, n, base, docs, top=c.top_terms, min_count=c.min_term_posts)
             if rows:
                 out[lang] = rows
         return out
@@ -186,7 +208,7 @@ class EvidenceWindow:
             "reach": tot["reach"],
             "languages": dict(sorted(tot["langs"].items(), key=lambda kv: (-kv[1], kv[0]))),
             "crisis_mix": crisis_mix,
-            "baseline_posts": {k: round(v, 1) for k, v in sorted(self.base_docs.items())},
+            "baseline_posts": {k: round(self.baseline(k)[1], 1) for k in sorted(self.base_docs)},
             "burst_terms": self.burst(tot),
             "most_reached": [_post(p, "retweets") for p in self.reach_posts],
             "most_negative": [_post(p, "negative") for p in self.neg_posts],

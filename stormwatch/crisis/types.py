@@ -62,17 +62,19 @@ def compile_rule(rule: str) -> re.Pattern[str]:
     >>> bool(compile_rule("fee").search("coffee"))
     False
     """
+    try:
+        return re.compile(rf"(?<!\w)(?:{_body(rule)})(?!\w)")
+    except re.error as exc:
+        raise CrisisConfigError(f"rule {rule!r} is not a valid pattern: {exc}") from None
+
+
+def _body(rule: str) -> str:
     if not isinstance(rule, str) or not rule.strip():
         raise CrisisConfigError(f"a rule must be a non-empty string, got {rule!r}")
     if rule.startswith("re:"):
-        body = rule[3:]
-    else:
-        words = normalise(rule).split()
-        body = r"[\W_]+".join(r"\w*".join(re.escape(part) for part in w.split("*")) for w in words)
-    try:
-        return re.compile(rf"(?<!\w){body}(?!\w)")
-    except re.error as exc:
-        raise CrisisConfigError(f"rule {rule!r} is not a valid pattern: {exc}") from None
+        return rule[3:]
+    words = normalise(rule).split()
+    return r"[\W_]+".join(r"\w*".join(re.escape(part) for part in w.split("*")) for w in words)
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,17 @@ class CrisisType:
     label: str
     rules: Mapping[str, tuple[str, ...]]
     patterns: Mapping[str, tuple[re.Pattern[str], ...]]
+    #: all of a language's rules in one pattern: most posts match none, found in one search
+    any_of: Mapping[str, re.Pattern[str]]
 
     def hits(self, text: str, lang: str | None) -> int:
         """How many of this type's rules match the normalised ``text``."""
         langs: Iterable[str] = (ANY_LANG, lang) if lang in self.patterns else self.patterns
         seen = 0
         for key in dict.fromkeys(langs):
-            seen += sum(1 for p in self.patterns.get(key, ()) if p.search(text))
+            combined = self.any_of.get(key)
+            if combined is not None and combined.search(text):
+                seen += sum(1 for p in self.patterns[key] if p.search(text))
         return seen
 
 
@@ -163,7 +169,9 @@ def parse_types(data: Any, where: str = "crisis_types") -> list[CrisisType]:
         label = item.get("label", tid)
         if not isinstance(label, str):
             raise CrisisConfigError(f"{at}.label: expected a string")
-        out.append(CrisisType(tid, label, clean, patterns))
+        any_of = {lang: re.compile(r"(?<!\w)(?:" + "|".join(f"(?:{_body(r)})" for r in rules_) + r")(?!\w)")
+                  for lang, rules_ in clean.items()}
+        out.append(CrisisType(tid, label, clean, patterns, any_of))
     return out
 
 

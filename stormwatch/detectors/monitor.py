@@ -109,7 +109,7 @@ class SeriesMonitor:
             return []
         ev = self.evidence
         burst = ev.burst() if stats.count else {}
-        decision = self.topics.step(bucket, burst, sum(ev.base_docs.values()), self.policy.is_open)
+        decision = self.topics.step(bucket, burst, ev.baseline_posts(), self.policy.is_open)
         if decision is None:
             return []
         event, start, cluster = decision

@@ -23,7 +23,7 @@ first posts is no baseline and its first posts are no crisis.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -113,7 +113,8 @@ class AlertPolicy:
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "open_start": self.open_start,
+        config = {f: getattr(self.config, f) for f in PolicyConfig.__slots__}  # asdict() is slow per bucket
+        return {"config": config, "open_start": self.open_start,
                 "severity": self.severity, "run_start": self.run_start, "run_len": self.run_len,
                 "below": self.below, "cooldown_left": self.cooldown_left, "open_len": self.open_len}
 
