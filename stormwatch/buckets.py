@@ -42,17 +42,27 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from stormwatch.crisis.terms import tokens, top_counts
 from stormwatch.model import ALL_CHANNELS, ScoredPost, SeriesStats
 
 #: How many sample posts (the most negative ones) a bucket keeps per series.
 SAMPLES = 3
+#: How many of its most retweeted posts a bucket keeps per series.
+REACHED = 3
 #: Longest sample text kept in a bucket, in characters.
 SAMPLE_CHARS = 280
+#: Distinct terms an open bucket counts per language (later new terms are not counted).
+BUCKET_VOCABULARY = 1000
+#: Terms a closed bucket reports per language (its most frequent).
+BUCKET_TERMS = 40
+#: The language key for posts without one.
+UNKNOWN_LANG = "und"
 
 
 def _new_acc() -> list[Any]:
-    # count, negative, neutral, positive, negative_score_sum, retweets, samples, post ids
-    return [0, 0, 0, 0, 0.0, 0, [], []]
+    # count, negative, neutral, positive, negative_score_sum, retweets, samples, post ids,
+    # crisis counts, language counts, term counts per language, most reached posts
+    return [0, 0, 0, 0, 0.0, 0, [], [], {}, {}, {}, []]
 
 
 class BrandBuckets:
@@ -104,11 +114,12 @@ class BrandBuckets:
             self.next_close = b
         if per_channel is None:
             per_channel = self.open[b] = {}
+        terms = tokens(sp.post.text, sp.lang)
         for key in (ALL_CHANNELS, channel):
             acc = per_channel.get(key)
             if acc is None:
                 acc = per_channel[key] = _new_acc()
-            _count(acc, sp)
+            _count(acc, sp, terms)
         per_channel[ALL_CHANNELS][7].append(sp.post.id)
         if self.max_t is None or t > self.max_t:
             self.max_t = t
@@ -161,11 +172,17 @@ class BrandBuckets:
         if acc is None:
             return SeriesStats(self.brand, channel, when, self.bucket_seconds, 0, late=late)
         count, neg, neu, pos, neg_sum, retweets, samples = acc[:7]
+        crisis, langs, terms, reached = acc[8:12]
         return SeriesStats(
             brand=self.brand, channel=channel, bucket_start=when,
             bucket_seconds=self.bucket_seconds, count=count, negative=neg, neutral=neu,
             positive=pos, negative_score_sum=round(neg_sum, 6), retweets=retweets, late=late,
-            samples=tuple((pid, text) for _, pid, text in samples),
+            samples=tuple((s[1], s[2]) for s in samples),
+            negative_posts=tuple((s[1], s[3], round(s[0], 4), s[2]) for s in samples),
+            crisis=tuple(sorted(crisis.items())), langs=tuple(sorted(langs.items())),
+            terms=tuple((lang, term, n) for lang in sorted(terms)
+                        for term, n in top_counts(terms[lang], BUCKET_TERMS)),
+            reached=tuple((pid, ch, n, text) for n, pid, ch, text in reached),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -183,7 +200,7 @@ class BrandBuckets:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> BrandBuckets:
         obj = cls(state["brand"], state["bucket_seconds"], state["lateness_seconds"])
-        obj.open = {int(b): {ch: list(acc) for ch, acc in v.items()} for b, v in state["open"].items()}
+        obj.open = {int(b): {ch: _acc(acc) for ch, acc in v.items()} for b, v in state["open"].items()}
         obj.max_t = state["max_t"]
         obj.next_close = state["next_close"]
         obj.channels = list(state["channels"])
@@ -191,19 +208,42 @@ class BrandBuckets:
         obj.late_total = int(state["late_total"])
         obj.duplicates = int(state["duplicates"])
         obj.pending_from = state["pending_from"]
-        obj.closed = {int(b): {ch: list(acc) for ch, acc in v.items()} for b, v in state["closed"].items()}
+        obj.closed = {int(b): {ch: _acc(acc) for ch, acc in v.items()} for b, v in state["closed"].items()}
         obj.closed_late = {int(b): dict(v) for b, v in state["closed_late"].items()}
         return obj
 
 
-def _count(acc: list[Any], sp: ScoredPost) -> None:
+def _acc(acc: list[Any]) -> list[Any]:
+    """An accumulator from a state written before the evidence fields existed, completed."""
+    acc = list(acc)
+    acc[6] = [s if len(s) > 3 else [*s, ""] for s in acc[6]]
+    return acc + _new_acc()[len(acc):]
+
+
+def _count(acc: list[Any], sp: ScoredPost, terms: list[str]) -> None:
     s = sp.sentiment
+    post = sp.post
     acc[0] += 1
     acc[1 + ("negative", "neutral", "positive").index(s.label)] += 1
     acc[4] += s.negative
-    acc[5] += sp.post.retweets
+    acc[5] += post.retweets
     samples: list[Any] = acc[6]
     if s.label == "negative" and (len(samples) < SAMPLES or s.negative > samples[-1][0]):
-        samples.append([s.negative, sp.post.id, sp.post.text[:SAMPLE_CHARS]])
+        samples.append([s.negative, post.id, post.text[:SAMPLE_CHARS], post.channel])
         samples.sort(key=lambda x: -x[0])
         del samples[SAMPLES:]
+    if sp.crisis is not None:
+        acc[8][sp.crisis] = acc[8].get(sp.crisis, 0) + 1
+    lang = sp.lang or UNKNOWN_LANG
+    acc[9][lang] = acc[9].get(lang, 0) + 1
+    vocab = acc[10].setdefault(lang, {})
+    for term in terms:
+        if term in vocab:
+            vocab[term] += 1
+        elif len(vocab) < BUCKET_VOCABULARY:
+            vocab[term] = 1
+    reached: list[Any] = acc[11]
+    if post.retweets > 0 and (len(reached) < REACHED or post.retweets > reached[-1][0]):
+        reached.append([post.retweets, post.id, post.channel, post.text[:SAMPLE_CHARS]])
+        reached.sort(key=lambda x: -x[0])
+        del reached[REACHED:]

@@ -62,10 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     p.set_defaults(func=_lazy("stormwatch.app.lag:main"))
 
-    p = sub.add_parser("alerts", help="read the alerts topic and print alerts as JSON lines")
+    p = sub.add_parser("alerts", help="read the alerts topic and print alerts as JSON lines; "
+                                      "ack / resolve an alert through the API")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="stop after this many seconds without a new alert")
     p.set_defaults(func=_lazy("stormwatch.sinks.console:main"))
+    asub = p.add_subparsers(dest="action", metavar="ACTION", required=False)
+    for action, text in (("ack", "acknowledge an alert (stops its re-sending)"),
+                         ("resolve", "resolve an alert by hand")):
+        a = asub.add_parser(action, help=text + " via the API (STORMWATCH_API_URL, STORMWATCH_API_TOKEN)")
+        a.add_argument("id", help="the alert id, e.g. 'US Airways/*@2015-02-22T22:22Z'")
+        a.add_argument("--by", default=None, help="who (default: the login name)")
+        a.add_argument("--note", default=None, help="a note for the incident's history")
+        a.set_defaults(func=_lazy("stormwatch.api.client:main"))
+
+    p = sub.add_parser("api", help="the HTTP API: alerts, evidence, ack/resolve, impact, playbooks")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=_lazy("stormwatch.api.server:main"))
 
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)

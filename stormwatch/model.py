@@ -308,16 +308,17 @@ class ScoredPost:
     sentiment: Sentiment
     lang: str | None = None
     source_offset: int | None = None
+    crisis: str | None = None  # crisis type id (stormwatch.crisis.types), None: no rule matched
 
     def to_dict(self) -> dict[str, Any]:
         return {"post": self.post.to_dict(), "sentiment": dataclasses.asdict(self.sentiment),
-                "lang": self.lang, "source_offset": self.source_offset}
+                "lang": self.lang, "source_offset": self.source_offset, "crisis": self.crisis}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScoredPost:
         return cls(post=parse_post(d["post"], now=float("inf")),
                    sentiment=Sentiment(**d["sentiment"]), lang=d.get("lang"),
-                   source_offset=d.get("source_offset"))
+                   source_offset=d.get("source_offset"), crisis=d.get("crisis"))
 
 
 def series_key(brand: str, channel: str = ALL_CHANNELS) -> str:
@@ -335,7 +336,12 @@ class SeriesStats:
 
     ``late`` counts posts that arrived after their bucket had closed and were
     therefore not counted in it (reported with the next bucket that closes).
-    ``samples`` holds up to three of the bucket's most negative posts (id, text).
+    ``samples`` holds up to three of the bucket's most negative posts (id, text);
+    ``negative_posts`` the same posts as (id, channel, P(negative), text). The evidence
+    for alerts: ``crisis`` counts posts
+    per crisis type, ``langs`` posts per language (``und``: unknown), ``terms`` the
+    bucket's most frequent terms per language (lang, term, posts), ``reached`` its most
+    retweeted posts (id, channel, retweets, text). All sorted, so records compare equal.
     """
 
     brand: str
@@ -350,6 +356,11 @@ class SeriesStats:
     retweets: int = 0
     late: int = 0
     samples: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    negative_posts: tuple[tuple[str, str, float, str], ...] = field(default_factory=tuple)
+    crisis: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    langs: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    terms: tuple[tuple[str, str, int], ...] = field(default_factory=tuple)
+    reached: tuple[tuple[str, str, int, str], ...] = field(default_factory=tuple)
 
     @property
     def series(self) -> str:
@@ -362,15 +373,20 @@ class SeriesStats:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["bucket_start"] = _iso(self.bucket_start)
-        d["samples"] = [list(s) for s in self.samples]
+        for name in _STATS_ROWS:
+            d[name] = [list(s) for s in getattr(self, name)]
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SeriesStats:
         d = dict(d)
         d["bucket_start"] = _utc(d["bucket_start"], "bucket_start")
-        d["samples"] = tuple(tuple(s) for s in d.get("samples", ()))
+        for name in _STATS_ROWS:
+            d[name] = tuple(tuple(s) for s in d.get(name, ()))
         return cls(**d)
+
+
+_STATS_ROWS = ("samples", "negative_posts", "crisis", "langs", "terms", "reached")
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +413,18 @@ class Alert:
     threshold: float
     negative_share: float | None = None
     samples: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: dominant crisis type of the recent posts (None: no rule matched), its share of them,
+    #: and the playbook for it (stormwatch.crisis.playbooks)
+    crisis_type: str | None = None
+    crisis_share: float | None = None
+    playbook: str | None = None
+    #: JSON-able, bounded: window, reach, languages, crisis mix, burst terms, top posts
+    evidence: dict[str, Any] = field(default_factory=dict)
+    kind: str = "volume"  # volume | emerging (a new term cluster bursts before the volume)
+    #: escalation level (0: first responders) and who acknowledged/resolved ("" = the system);
+    #: set by the escalation state machine (stormwatch.crisis.escalation)
+    level: int = 0
+    by: str = ""
 
     @property
     def series(self) -> str:

@@ -25,6 +25,8 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from stormwatch.buckets import BrandBuckets
+from stormwatch.crisis.evidence import EvidenceConfig
+from stormwatch.crisis.types import CrisisClassifier, default_classifier
 from stormwatch.detectors.monitor import SeriesMonitor
 from stormwatch.detectors.policy import PolicyConfig
 from stormwatch.model import (
@@ -59,8 +61,9 @@ class Enricher:
     makes it fail (a poison message) is dead-lettered.
     """
 
-    def __init__(self, scorer: Scorer) -> None:
+    def __init__(self, scorer: Scorer, crisis: CrisisClassifier | None = None) -> None:
         self.scorer = scorer
+        self.crisis = crisis or default_classifier()
 
     def enrich(self, raws: Sequence[Any], sources: Sequence[str] | None = None
                ) -> list[ScoredPost | DeadLetter]:
@@ -80,7 +83,8 @@ class Enricher:
             return []
         try:
             sentiments = self.scorer.score([p.text for p in posts], [p.lang for p in posts])
-            return [ScoredPost(p, s, p.lang) for p, s in zip(posts, sentiments, strict=True)]
+            return [ScoredPost(p, s, p.lang, crisis=self.crisis.classify(p.text, p.lang))
+                    for p, s in zip(posts, sentiments, strict=True)]
         except Exception as exc:
             if len(posts) == 1:
                 return [self._poison(posts[0], exc)]
@@ -154,11 +158,13 @@ class Detection:
     """One monitor per series, created on first sight; state lives in one mapping."""
 
     def __init__(self, monitors: MutableMapping[str, Any], detector: str = "poisson-window",
-                 params: Mapping[str, Any] | None = None, policy: PolicyConfig | None = None) -> None:
+                 params: Mapping[str, Any] | None = None, policy: PolicyConfig | None = None,
+                 evidence: EvidenceConfig | None = None) -> None:
         self.monitors = monitors
         self.detector = detector
         self.params = dict(params or {})
         self.policy = policy or PolicyConfig()
+        self.evidence = evidence
 
     def observe(self, stats: SeriesStats, pos: Position | None = None) -> list[Alert]:
         """Feed one bucket to its series' monitor; return the alerts not yet handed on.
@@ -167,7 +173,7 @@ class Detection:
         """
         state = self.monitors.get(stats.series)
         mon = (SeriesMonitor.from_state(state) if state is not None
-               else SeriesMonitor.create(self.detector, self.params, self.policy))
+               else SeriesMonitor.create(self.detector, self.params, self.policy, self.evidence))
         if pos is not None and applied(state, pos):
             return list(mon.outbox)
         mon.observe(stats)

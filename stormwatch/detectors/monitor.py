@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from stormwatch.crisis.emerging import TopicConfig, TopicWatch
+from stormwatch.crisis.evidence import EvidenceConfig, EvidenceWindow
+from stormwatch.crisis.playbooks import playbook_id
 from stormwatch.detectors import base
 from stormwatch.detectors.policy import AlertPolicy, PolicyConfig
 from stormwatch.model import Alert, SeriesStats, alert_id, series_key
@@ -28,11 +31,14 @@ EVIDENCE = 5
 
 
 class SeriesMonitor:
-    """Detector + policy + a little evidence for one series. State as a dict."""
+    """Detector + policy + the evidence of one series. State as a dict."""
 
-    def __init__(self, detector: base.Detector, policy: AlertPolicy) -> None:
+    def __init__(self, detector: base.Detector, policy: AlertPolicy,
+                 evidence: EvidenceWindow | None = None, topics: TopicWatch | None = None) -> None:
         self.detector = detector
         self.policy = policy
+        self.evidence = evidence or EvidenceWindow()
+        self.topics = topics or TopicWatch()
         self.last_bucket: int | None = None
         self.posts = 0.0  # posts seen; the detector starts at policy.config.activation_posts
         self.samples: list[list[str]] = []
@@ -41,8 +47,10 @@ class SeriesMonitor:
 
     @classmethod
     def create(cls, detector: str, params: Mapping[str, Any] | None = None,
-               policy: PolicyConfig | None = None) -> SeriesMonitor:
-        return cls(base.make(detector, **dict(params or {})), AlertPolicy(policy))
+               policy: PolicyConfig | None = None, evidence: EvidenceConfig | None = None,
+               topics: TopicConfig | None = None) -> SeriesMonitor:
+        return cls(base.make(detector, **dict(params or {})), AlertPolicy(policy),
+                   EvidenceWindow(evidence), TopicWatch(topics))
 
     def observe(self, stats: SeriesStats) -> list[Alert]:
         """Feed one closed bucket; return the alert state changes it causes.
@@ -54,6 +62,7 @@ class SeriesMonitor:
         if self.last_bucket is not None and bucket <= self.last_bucket:
             return []
         self.last_bucket = bucket
+        self.evidence.observe(stats, hold_from=self.policy.open_start)
         self.posts += stats.count
         if self.posts < self.policy.config.activation_posts:
             return []
@@ -68,12 +77,14 @@ class SeriesMonitor:
             self.samples.append([pid, text])
         del self.samples[:-EVIDENCE]
         volume = exp.observed if exp is not None else float(stats.count)
-        decision = self.policy.step(bucket, score, volume, warming)
+        decision = self.policy.step(bucket, score, volume, warming, reach=self.evidence.reach())
+        out = self._topic(stats, bucket)
         if decision is None:
-            return []
+            return out
         event, severity, start = decision
         started = datetime.fromtimestamp(start, tz=UTC)
         observed = exp.observed if exp else float(stats.count)
+        crisis_type, crisis_share = self.evidence.dominant()
         alert = Alert(
             id=alert_id(series_key(stats.brand, stats.channel), started),
             event=event, brand=stats.brand, channel=stats.channel, severity=severity,
@@ -86,6 +97,37 @@ class SeriesMonitor:
             threshold=self.policy.config.threshold,
             negative_share=round(self.neg[0] / self.neg[1], 3) if self.neg[1] else None,
             samples=tuple((pid, text) for pid, text in self.samples),
+            crisis_type=crisis_type, crisis_share=crisis_share, playbook=playbook_id(crisis_type),
+            evidence=self.evidence.evidence(),
+        )
+        self.outbox.append(alert)
+        return [*out, alert]
+
+    def _topic(self, stats: SeriesStats, bucket: int) -> list[Alert]:
+        """The emerging-topic watch for this bucket (burst terms only computed when needed)."""
+        if not self.topics.config.enabled or (stats.count == 0 and self.topics.open_start is None):
+            return []
+        ev = self.evidence
+        burst = ev.burst() if stats.count else {}
+        decision = self.topics.step(bucket, burst, ev.baseline_posts(), self.policy.is_open)
+        if decision is None:
+            return []
+        event, start, cluster = decision
+        top = cluster[0]
+        started = datetime.fromtimestamp(start, tz=UTC)
+        crisis_type, crisis_share = ev.dominant()
+        lang_posts = ev.totals()["langs"].get(top["lang"], 0)
+        alert = Alert(
+            id=alert_id(series_key(stats.brand, stats.channel), started) + "#topic",
+            event=event, kind="emerging", brand=stats.brand, channel=stats.channel, severity="warning",
+            started_at=started, at=stats.bucket_start, observed=float(top["count"]),
+            expected=round(top["baseline_share"] * lang_posts, 3), lower=0.0, upper=0.0,
+            score=round(top["score"] / (top["score"] + self.topics.config.min_score), 6),
+            detector="burst-terms", threshold=0.5,
+            negative_share=round(self.neg[0] / self.neg[1], 3) if self.neg[1] else None,
+            samples=tuple((pid, text) for pid, text in self.samples),
+            crisis_type=crisis_type, crisis_share=crisis_share, playbook=playbook_id(crisis_type),
+            evidence={**ev.evidence(), "emerging_terms": cluster},
         )
         self.outbox.append(alert)
         return [alert]
@@ -93,11 +135,15 @@ class SeriesMonitor:
     def state_dict(self) -> dict[str, Any]:
         return {"detector": self.detector.state_dict(), "policy": self.policy.state_dict(),
                 "last_bucket": self.last_bucket, "posts": self.posts, "samples": self.samples,
-                "neg": self.neg, "outbox": [a.to_dict() for a in self.outbox]}
+                "neg": self.neg, "outbox": [a.to_dict() for a in self.outbox],
+                "evidence": self.evidence.state_dict(), "topics": self.topics.state_dict()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SeriesMonitor:
-        mon = cls(base.restore(state["detector"]), AlertPolicy.from_state(state["policy"]))
+        ev, topics = state.get("evidence"), state.get("topics")
+        mon = cls(base.restore(state["detector"]), AlertPolicy.from_state(state["policy"]),
+                  EvidenceWindow.from_state(ev) if ev is not None else None,
+                  TopicWatch.from_state(topics) if topics is not None else None)
         mon.last_bucket = state["last_bucket"]
         mon.posts = float(state["posts"])
         mon.samples = [list(s) for s in state["samples"]]

@@ -14,8 +14,10 @@ from stormwatch.config import Settings
 from stormwatch.model import Alert
 
 
-async def read_records(settings: Settings, name: str, idle_timeout: float) -> AsyncIterator[ConsumerRecord]:
-    """Every committed record of a topic from the beginning, until ``idle_timeout`` s pass quietly."""
+async def read_records(settings: Settings, name: str,
+                       idle_timeout: float | None) -> AsyncIterator[ConsumerRecord]:
+    """Every committed record of a topic from the beginning, until ``idle_timeout`` s pass quietly
+    (``None``: follow the topic for ever)."""
     topic = settings.topic(name)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
@@ -31,8 +33,11 @@ async def read_records(settings: Settings, name: str, idle_timeout: float) -> As
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while True:
-            batch = await consumer.getmany(*tps, timeout_ms=int(idle_timeout * 1000))
+            wait = 1.0 if idle_timeout is None else idle_timeout
+            batch = await consumer.getmany(*tps, timeout_ms=int(wait * 1000))
             if not batch:
+                if idle_timeout is None:
+                    continue
                 return
             for records in batch.values():
                 for rec in records:
@@ -41,7 +46,7 @@ async def read_records(settings: Settings, name: str, idle_timeout: float) -> As
         await consumer.stop()
 
 
-async def read_topic(settings: Settings, name: str, idle_timeout: float) -> AsyncIterator[bytes]:
+async def read_topic(settings: Settings, name: str, idle_timeout: float | None) -> AsyncIterator[bytes]:
     """The values of :func:`read_records`."""
     async for rec in read_records(settings, name, idle_timeout):
         yield rec.value
