@@ -345,6 +345,7 @@ class Alert:
     threshold: float
     negative_share: float | None = None
     samples: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    config_version: str | None = None  # the watch config's version the alert was raised under
 
     @property
     def series(self) -> str:
