@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 import statistics
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ def parse_time(value: Any) -> float:
     if not isinstance(value, str):
         raise ValueError(f"not a time: {value!r}")
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    if re.fullmatch(r"\d+(\.\d*)?", text):
+        return float(text)  # epoch seconds in a CSV cell
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
