@@ -84,9 +84,9 @@ class Enricher:
         config does not watch) gives an empty list, is not scored, and is counted in
         :attr:`unmatched`.
         """
-        if self.matcher is None:
+        matcher, watch = self.matcher, self.watch  # set_watch may swap them meanwhile
+        if matcher is None or watch is None:
             return [r if isinstance(r, DeadLetter) else [r] for r in self.enrich(raws, sources)]
-        assert self.watch is not None
         parsed: list[tuple[Post, list[str]] | DeadLetter] = []
         for i, raw in enumerate(raws):
             try:
@@ -98,8 +98,7 @@ class Enricher:
                 parsed.append(dead_letter("enrich", raw, exc.reason, exc.detail,
                                           sources[i] if sources else ""))
                 continue
-            brands = (self.matcher.match(post.text, post.lang)
-                      if self.watch.watches_channel(post.channel) else [])
+            brands = matcher.match(post.text, post.lang) if watch.watches_channel(post.channel) else []
             self.unmatched += not brands
             parsed.append((post, brands))
         todo = [p for p, brands in (x for x in parsed if not isinstance(x, DeadLetter)) if brands]
