@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the progress bar even when not on a terminal")
     p.set_defaults(func=_lazy("stormwatch.backtest.run:main"))
 
+    watch = sub.add_parser("watch", help="the watch config (brands, queries, presets, routing)")
+    wsub = watch.add_subparsers(dest="watch", metavar="ACTION", required=True)
+    p = wsub.add_parser("check", help="validate a watch config and print its settings per series")
+    p.add_argument("file")
+    p.set_defaults(func=_lazy("stormwatch.watch:check_main"))
+
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     p = bsub.add_parser("pipeline", help="time a file through the pipeline (local or through Kafka)")

@@ -484,3 +484,25 @@ class WatchFile:
         log.warning("watch config reloaded: version %s -> %s", self.config.version, cfg.version)
         self.config, self.error = cfg, None
         return cfg
+
+
+def check_main(args: Any) -> int:
+    """``stormwatch watch check FILE``: validate a watch config and print what it sets per series."""
+    import sys
+
+    try:
+        cfg = load_watch(args.file)
+    except WatchConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{cfg.source}: valid, version {cfg.version}; {len(cfg.brands)} brand(s), channels: "
+          f"{', '.join(cfg.channels) or 'all'}")
+    print(f"{'series':<32}{'preset':<10}{'threshold':>10}{'min_volume':>11}{'cooldown':>10}{'persist':>9}"
+          f"  receivers (warning / critical)")
+    for brand in cfg.brands:
+        for ch in ("*", *cfg.channels, *(c for c in cfg.brands[brand].channels if c not in cfg.channels)):
+            d = cfg.detect(brand, ch)
+            rec = " / ".join(",".join(cfg.receivers_for(brand, s)) or "-" for s in SEVERITIES)
+            print(f"{brand + '/' + ch:<32}{d.preset:<10}{d.threshold:>10g}{d.min_volume:>11g}"
+                  f"{d.cooldown / 60:>9g}m{d.persist / 60:>8g}m  {rec}")
+    return 0

@@ -193,3 +193,17 @@ def test_watch_file_reloads_a_changed_valid_file_and_keeps_the_old_on_error(tmp_
     new = wf.poll()
     assert new is not None and new.version != v1 and wf.config.policy("A", "*", 60).threshold == 0.7
     assert wf.error is None
+
+
+def test_watch_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stormwatch.cli import main
+
+    assert main(["watch", "check", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "valid, version" in out
+    line = next(x for x in out.splitlines() if x.startswith("Virgin America/twitter"))
+    assert line.split()[2:7] == ["more", "0.7", "3", "30m", "0m"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("brands:\n  A:\n    keywords: [a]\n    threshold: -1\n")
+    assert main(["watch", "check", str(bad)]) == 2
+    assert capsys.readouterr().err == f"error: {bad}:4: brands.A.threshold: must be between 0 and 1, got -1\n"

@@ -77,8 +77,11 @@ class Trace:
 
 
 def run_series(stats: Iterable[SeriesStats], detector: str, params: Mapping[str, Any],
-               policy: PolicyConfig) -> Trace:
-    """Feed one series' buckets, in order, to a fresh monitor; record what it saw and raised."""
+               policy: PolicyConfig, record: bool = True) -> Trace:
+    """Feed one series' buckets, in order, to a fresh monitor; record what it saw and raised.
+
+    With ``record=False`` only the bucket times and the alerts are kept (a sweep's other
+    settings: less memory, less time)."""
     mon = SeriesMonitor.create(detector, params, policy)
     tr: Trace | None = None
     for st in stats:
@@ -87,6 +90,8 @@ def run_series(stats: Iterable[SeriesStats], detector: str, params: Mapping[str,
         tr.alerts.extend(mon.observe(st))
         mon.outbox.clear()
         tr.t.append(st.bucket_start.timestamp())
+        if not record:
+            continue
         tr.count.append(float(st.count))
         tr.negative_share.append(st.negative_share)
         tr.score.append(mon.last_score)

@@ -130,15 +130,17 @@ class Run:
 def run_settings(series: dict[str, list[SeriesStats]], incidents: Sequence[core.Incident],
                  settings: Sequence[Setting], base: Callable[[str, str], Detect], detector: str,
                  params: dict[str, Any], profile: nab.Profile, progress: Progress | None = None) -> list[Run]:
-    """Every setting over every series (fresh monitors each time)."""
+    """Every setting over every series (fresh monitors each time); the first one's traces are
+    recorded in full (for the report), the others' only as far as the figures need."""
     runs = []
     cache: dict[Any, nab.ScoredFile] = {}
-    for s in settings:
+    for n, s in enumerate(settings):
         traces, results = {}, []
         for name, stats in series.items():
             d = s.resolve(base(stats[0].brand, stats[0].channel))
             b = stats[0].bucket_seconds
-            tr = core.run_series(stats, detector, d.detector_params(b, params), d.policy(b, PolicyConfig()))
+            tr = core.run_series(stats, detector, d.detector_params(b, params), d.policy(b, PolicyConfig()),
+                                 record=n == 0)
             traces[name] = tr
             results.append(core.evaluate(tr, incidents, profile, cache))
             if progress:
