@@ -178,36 +178,73 @@ def plot_series(tr: core.Trace, result: core.SeriesResult, path: Path, sentiment
     plt.close(fig)
 
 
+def _short(setting: str) -> str:
+    return setting.replace("threshold ", "t=")
+
+
+def _place_labels(ax: Any, points: Sequence[tuple[float, float, str]]) -> None:
+    """Label points without overlaps where possible: try four offsets per label, keep the first
+    whose (estimated) box is clear of the labels and points placed so far."""
+    ax.figure.canvas.draw()
+    to_px = ax.transData.transform
+    taken = [(px - 4, py - 4, px + 4, py + 4) for px, py in (to_px((x, y)) for x, y, _ in points)]
+    scale = ax.figure.dpi / 72.0
+    for x, y, text in points:
+        px, py = to_px((x, y))
+        lines = text.split("\n")
+        w = max(len(t) for t in lines) * 4.8 * scale
+        h = 10.0 * len(lines) * scale
+        choice = None
+        for dx, dy, ha, va in ((6, 4, "left", "bottom"), (6, -4, "left", "top"), (-6, 4, "right", "bottom"),
+                               (-6, -4, "right", "top"), (6, 14, "left", "bottom"), (6, -14, "left", "top")):
+            x0 = px + dx * scale if ha == "left" else px + dx * scale - w
+            y0 = py + dy * scale if va == "bottom" else py + dy * scale - h
+            box = (x0, y0, x0 + w, y0 + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+                choice = (dx, dy, ha, va, box)
+                break
+        if choice is None:
+            choice = (6, 4, "left", "bottom", (px, py, px + w, py + h))
+        dx, dy, ha, va, box = choice
+        taken.append(box)
+        ax.annotate(text, (x, y), fontsize=8, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                    annotation_clip=False)
+
+
 def plot_sweep(runs: Sequence[Run], best: int | None, path: Path, profile: str) -> None:
     """Alerts per week against recall and against the median delay, one point per setting."""
     plt, _ = _mpl()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
     xs = [r.summary.alerts_per_week for r in runs]
     rec = [100 * r.summary.recall if r.summary.incidents else math.nan for r in runs]
     dl = [math.nan if r.summary.median_delay_min is None else r.summary.median_delay_min for r in runs]
+    span = max(xs) - min(xs) or max(1.0, max(xs))
     for ax, ys, label in ((a1, rec, "recall (% of labelled incidents)"), (a2, dl, "median delay (min)")):
         ax.plot(xs, ys, "o", color=VOLUME, zorder=3)
-        at: dict[tuple[float, float], list[str]] = {}  # settings with the same outcome share a label
-        for i, r in enumerate(runs):
-            if ys[i] == ys[i]:
-                at.setdefault((round(xs[i], 2), round(ys[i], 1)), []).append(r.summary.setting)
-        for j, ((x, y), names) in enumerate(sorted(at.items())):
-            text = "\n".join(", ".join(names[k:k + 3]) for k in range(0, len(names), 3))
-            right = x > (min(xs) + max(xs)) / 2
-            ax.annotate(text, (x, y), fontsize=8, xytext=(-6 if right else 6, 6 if j % 2 == 0 else -8),
-                        textcoords="offset points", va="bottom" if j % 2 == 0 else "top",
-                        ha="right" if right else "left", annotation_clip=False)
-        span = max(xs) - min(xs) or max(1.0, max(xs))
-        ax.set_xlim(min(xs) - 0.08 * span, max(xs) + 0.08 * span)
         if best is not None and ys[best] == ys[best]:
             ax.scatter([xs[best]], [ys[best]], s=220, facecolors="none", edgecolors=ALERT, linewidths=2,
-                       zorder=4, label=f"best for {profile} (NAB {runs[best].summary.nab:.1f})")
-            ax.legend(loc="lower right", fontsize=9)
+                       zorder=4)
+        ax.set_xlim(min(xs) - 0.1 * span, max(xs) + 0.25 * span)
+        ok = [y for y in ys if y == y]
+        if ax is a1:
+            ax.set_ylim(-5, 112)  # recall: always the whole scale
+        elif ok:
+            pad = (max(ok) - min(ok)) * 0.12 or 5.0
+            ax.set_ylim(min(ok) - pad, max(ok) + pad)
         ax.set_xlabel("alerts per week (all series)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-    a1.set_ylim(-5, 105)
-    fig.suptitle("sweep: what each setting would have done", x=0.01, ha="left")
+        at: dict[tuple[float, float], list[str]] = {}  # settings with the same outcome share a label
+        for i, r in enumerate(runs):
+            if ys[i] == ys[i]:
+                at.setdefault((round(xs[i], 2), round(ys[i], 1)), []).append(_short(r.summary.setting))
+        _place_labels(ax, [(x, y, "\n".join(", ".join(n[k:k + 3]) for k in range(0, len(n), 3)))
+                           for (x, y), n in sorted(at.items())])
+    title = "sweep: what each setting would have done (t = threshold)"
+    if best is not None:
+        b = runs[best].summary
+        title += f";  red circle: best for {profile}, {b.setting} (NAB {b.nab:.1f})"
+    fig.suptitle(title, x=0.01, ha="left", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
