@@ -25,7 +25,7 @@ install() {
     $SUDO apt-get update -q && $SUDO apt-get install -y -q openjdk-17-jre-headless maven
   fi
   say "Python packages"
-  "$PY" -m pip install -q --disable-pip-version-check -e ".[dev,nlp,river,fuzz,api]"
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[dev,nlp,river,fuzz,api,report]"
   say "Kafka jars"
   deploy/kafka/kafka.sh fetch
 }

@@ -81,6 +81,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=_lazy("stormwatch.api.server:main"))
 
+    p = sub.add_parser("backtest", help="replay a history (posts or counts) and score the alerts (no Kafka)")
+    p.add_argument("input", help="posts (JSONL/CSV), counts (CSV: timestamp,value[,series]) or a NAB folder")
+    p.add_argument("--labels", default=None,
+                   help="incidents as JSON: [{series, start, end}] or NAB windows "
+                        "(a NAB folder brings its own)")
+    p.add_argument("--watch", default=None, help="watch config (default: $STORMWATCH_WATCH)")
+    p.add_argument("--preset", default=None, help="fewer | balanced | more, without a watch config")
+    p.add_argument("--threshold", type=float, default=None, help="detector score threshold for every series")
+    p.add_argument("--sweep", nargs="?", const="", default=None, metavar="SETTINGS",
+                   help="compare settings: presets and thresholds, e.g. 'fewer,more,0.9' "
+                        "(no value: three presets and seven thresholds)")
+    p.add_argument("--profile", default="standard", choices=["standard", "reward_low_FP_rate",
+                                                             "reward_low_FN_rate"],
+                   help="NAB profile that picks the best setting of a sweep")
+    p.add_argument("--report", default=None, metavar="DIR", help="write DIR/index.html and PNG plots")
+    p.add_argument("--only", default=None, help="only the series whose name contains this")
+    p.add_argument("--counts", action="store_true", help="read INPUT as counts even if it has a text column")
+    p.add_argument("--scorer", default=None, help="sentiment scorer (default: settings)")
+    p.add_argument("--no-cache", action="store_true", help="do not use the sentiment cache")
+    p.add_argument("--detector", default=None, help="volume detector (default: settings / the product's)")
+    p.add_argument("--params", default=None, help="detector parameters as JSON")
+    p.add_argument("--progress", action="store_true",
+                   help="show the progress bar even when not on a terminal")
+    p.set_defaults(func=_lazy("stormwatch.backtest.run:main"))
+
+    watch = sub.add_parser("watch", help="the watch config (brands, queries, presets, routing)")
+    wsub = watch.add_subparsers(dest="watch", metavar="ACTION", required=True)
+    p = wsub.add_parser("check", help="validate a watch config and print its settings per series")
+    p.add_argument("file")
+    p.set_defaults(func=_lazy("stormwatch.watch:check_main"))
+
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     p = bsub.add_parser("pipeline", help="time a file through the pipeline (local or through Kafka)")

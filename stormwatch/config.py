@@ -78,6 +78,8 @@ class Settings:
     delivery_timeout: float = 120.0
     max_poll_interval: float = 300.0
     plugins: tuple[str, ...] = ()
+    watch: str = ""  # watch config file (brands, queries, presets, routing); empty: none
+    watch_poll: float = 5.0  # seconds between checks of the watch config file for changes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +115,8 @@ class Settings:
             session_timeout=_float(env, "STORMWATCH_SESSION_TIMEOUT", d.session_timeout),
             delivery_timeout=_float(env, "STORMWATCH_DELIVERY_TIMEOUT", d.delivery_timeout),
             max_poll_interval=_float(env, "STORMWATCH_MAX_POLL_INTERVAL", d.max_poll_interval),
+            watch=env.get("STORMWATCH_WATCH", d.watch),
+            watch_poll=_float(env, "STORMWATCH_WATCH_POLL", d.watch_poll),
             plugins=tuple(m.strip() for m in env.get("STORMWATCH_PLUGINS", "").split(",") if m.strip()),
         )
 

@@ -21,6 +21,7 @@ from stormwatch.config import Settings
 from stormwatch.ingest.readers import Record, iter_file
 from stormwatch.model import Alert, DeadLetter, SeriesStats
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
+from stormwatch.watch import WatchConfig, load_watch
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RunResult:
     scored: int = 0
     duplicates: int = 0
     late: int = 0
+    unmatched: int = 0  # posts naming no brand of the watch config
     buckets: Counter[str] = field(default_factory=Counter)
     posts_by_series: Counter[str] = field(default_factory=Counter)
     stats: list[SeriesStats] = field(default_factory=list)
@@ -42,12 +44,16 @@ class LocalPipeline:
     """Enricher → Aggregator → Detection over dict state."""
 
     def __init__(self, settings: Settings, scorer: nlp.Scorer | None = None,
-                 keep_stats: bool = False) -> None:
+                 keep_stats: bool = False, watch: WatchConfig | None = None) -> None:
         self.settings = settings
         plugins.load(settings.plugins)
-        self.enricher = Enricher(scorer or nlp.make(settings.scorer))
+        if watch is None and settings.watch:
+            watch = load_watch(settings.watch)
+        self.watch = watch
+        self.enricher = Enricher(scorer or nlp.make(settings.scorer), watch)
         self.aggregator = Aggregator({}, settings.bucket_seconds, settings.lateness_seconds)
-        self.detection = Detection({}, settings.detector, settings.detector_params, settings.policy)
+        self.detection = Detection({}, settings.detector, settings.detector_params, settings.policy,
+                                   watch, settings.bucket_seconds)
         self.keep_stats = keep_stats
         self.result = RunResult()
 
@@ -67,13 +73,15 @@ class LocalPipeline:
     def _batch(self, raws: list[Any], where: list[str]) -> Iterator[Alert]:
         r = self.result
         r.posts += len(raws)
-        for item in self.enricher.enrich(raws, where):
+        for item in self.enricher.enrich_matched(raws, where):
             if isinstance(item, DeadLetter):
                 r.dead.append(item)
                 continue
-            r.scored += 1
-            yield from self._stats(self.aggregator.add(item))
-            self.aggregator.ack(item.post.brand)
+            r.scored += bool(item)
+            r.unmatched += not item
+            for sp in item:
+                yield from self._stats(self.aggregator.add(sp))
+                self.aggregator.ack(sp.post.brand)
 
     def _stats(self, stats: list[SeriesStats]) -> Iterator[Alert]:
         r = self.result
@@ -119,7 +127,8 @@ def summary_table(result: RunResult, out: TextIO) -> None:
                   f"{opened[series]:>8}\n")
     reasons = Counter(d.reason for d in result.dead)
     out.write(f"\nrecords {result.posts}  scored {result.scored}  duplicates {result.duplicates}  "
-              f"late {result.late}  dead-lettered {len(result.dead)}"
+              f"late {result.late}  " + (f"unmatched {result.unmatched}  " if result.unmatched else "")
+              + f"dead-lettered {len(result.dead)}"
               + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})" if reasons else "")
               + "\n")
     incidents: dict[str, dict[str, str]] = {}

@@ -425,6 +425,7 @@ class Alert:
     #: set by the escalation state machine (stormwatch.crisis.escalation)
     level: int = 0
     by: str = ""
+    config_version: str | None = None  # the watch config's version the alert was raised under
 
     @property
     def series(self) -> str:

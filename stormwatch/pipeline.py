@@ -1,6 +1,7 @@
 """The pipeline's steps as plain objects, shared by the Faust worker and the local runner.
 
-* :class:`Enricher` — validate and score a batch of raw posts (stateless);
+* :class:`Enricher` — validate and score a batch of raw posts (stateless); with a watch
+  config (:mod:`stormwatch.watch`) it also decides each post's brands from its text;
 * :class:`Aggregator` — count into event-time buckets per brand, duplicates once;
 * :class:`Detection` — one :class:`~stormwatch.detectors.monitor.SeriesMonitor` per series.
 
@@ -20,6 +21,7 @@ between sends them again after a restart (at least once) instead of losing them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
@@ -36,12 +38,14 @@ from stormwatch.model import (
     Post,
     ScoredPost,
     SeriesStats,
+    loads_object,
     parse_post,
     raw_text,
 )
 from stormwatch.nlp.base import Scorer
 from stormwatch.positions import KEY as POSITION_KEY
 from stormwatch.positions import Position, applied, with_position
+from stormwatch.watch import WatchConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +65,61 @@ class Enricher:
     makes it fail (a poison message) is dead-lettered.
     """
 
-    def __init__(self, scorer: Scorer, crisis: CrisisClassifier | None = None) -> None:
+    def __init__(self, scorer: Scorer, watch: WatchConfig | None = None,
+                 crisis: CrisisClassifier | None = None) -> None:
         self.scorer = scorer
         self.crisis = crisis or default_classifier()
+        self.unmatched = 0  # posts that named no watched brand (or came from an unwatched channel)
+        self.set_watch(watch)
+
+    def set_watch(self, watch: WatchConfig | None) -> None:
+        """Use this watch config's brand queries from the next batch on (None: the posts' ``brand``)."""
+        self.watch = watch
+        self.matcher = watch.matcher() if watch is not None else None
+
+    def enrich_matched(self, raws: Sequence[Any], sources: Sequence[str] | None = None
+                       ) -> list[list[ScoredPost] | DeadLetter]:
+        """One result per input: its DeadLetter, or one ScoredPost per brand it names.
+
+        Without a watch config that is always the post itself, with the ``brand`` it came
+        with. With one, the brands come from the config's queries over the text, in the
+        config's order; the post's own ``brand`` field is ignored (and may be absent). A
+        post naming two brands counts for both; one naming none (or on a channel the
+        config does not watch) gives an empty list, is not scored, and is counted in
+        :attr:`unmatched`.
+        """
+        matcher, watch = self.matcher, self.watch  # set_watch may swap them meanwhile
+        if matcher is None or watch is None:
+            return [r if isinstance(r, DeadLetter) else [r] for r in self.enrich(raws, sources)]
+        parsed: list[tuple[Post, list[str]] | DeadLetter] = []
+        for i, raw in enumerate(raws):
+            try:
+                data = dict(loads_object(raw))
+                if not data.get("brand"):
+                    data["brand"] = "-"  # decided below from the text
+                post = parse_post(data)
+            except InvalidRecord as exc:
+                parsed.append(dead_letter("enrich", raw, exc.reason, exc.detail,
+                                          sources[i] if sources else ""))
+                continue
+            brands = matcher.match(post.text, post.lang) if watch.watches_channel(post.channel) else []
+            self.unmatched += not brands
+            parsed.append((post, brands))
+        todo = [p for p, brands in (x for x in parsed if not isinstance(x, DeadLetter)) if brands]
+        scored = iter(self._score(todo))
+        out: list[list[ScoredPost] | DeadLetter] = []
+        for item in parsed:
+            if isinstance(item, DeadLetter):
+                out.append(item)
+                continue
+            post, brands = item
+            if not brands:
+                out.append([])
+                continue
+            sp = next(scored)
+            out.append(sp if isinstance(sp, DeadLetter) else
+                       [dataclasses.replace(sp, post=dataclasses.replace(post, brand=b)) for b in brands])
+        return out
 
     def enrich(self, raws: Sequence[Any], sources: Sequence[str] | None = None
                ) -> list[ScoredPost | DeadLetter]:
@@ -155,16 +211,36 @@ class Aggregator:
 
 
 class Detection:
-    """One monitor per series, created on first sight; state lives in one mapping."""
+    """One monitor per series, created on first sight; state lives in one mapping.
+
+    With a watch config, each series' alert policy comes from it (preset and overrides
+    for its brand and channel) and is applied at every bucket, so a config swapped in
+    with :meth:`set_watch` decides the very next bucket; its warm-up applies to series
+    created after it. Alerts then carry the config's version.
+    """
 
     def __init__(self, monitors: MutableMapping[str, Any], detector: str = "poisson-window",
                  params: Mapping[str, Any] | None = None, policy: PolicyConfig | None = None,
+                 watch: WatchConfig | None = None, bucket_seconds: int = 60,
                  evidence: EvidenceConfig | None = None) -> None:
         self.monitors = monitors
         self.detector = detector
         self.params = dict(params or {})
         self.policy = policy or PolicyConfig()
         self.evidence = evidence
+        self.watch = watch
+        self.bucket_seconds = bucket_seconds
+
+    def set_watch(self, watch: WatchConfig | None) -> None:
+        """Decide the next buckets with this watch config."""
+        self.watch = watch
+
+    def _create(self, stats: SeriesStats) -> SeriesMonitor:
+        if self.watch is None:
+            return SeriesMonitor.create(self.detector, self.params, self.policy, self.evidence)
+        d = self.watch.detect(stats.brand, stats.channel)
+        return SeriesMonitor.create(self.detector, d.detector_params(self.bucket_seconds, self.params),
+                                    d.policy(self.bucket_seconds, self.policy), self.evidence)
 
     def observe(self, stats: SeriesStats, pos: Position | None = None) -> list[Alert]:
         """Feed one bucket to its series' monitor; return the alerts not yet handed on.
@@ -172,11 +248,15 @@ class Detection:
         With the record's input position ``pos``, a bucket already applied changes nothing.
         """
         state = self.monitors.get(stats.series)
-        mon = (SeriesMonitor.from_state(state) if state is not None
-               else SeriesMonitor.create(self.detector, self.params, self.policy, self.evidence))
+        mon = SeriesMonitor.from_state(state) if state is not None else self._create(stats)
         if pos is not None and applied(state, pos):
             return list(mon.outbox)
-        mon.observe(stats)
+        watch = self.watch
+        if watch is not None:
+            mon.policy.config = watch.policy(stats.brand, stats.channel, self.bucket_seconds, self.policy)
+        new = mon.observe(stats)
+        if watch is not None and new:
+            mon.outbox[-len(new):] = [dataclasses.replace(a, config_version=watch.version) for a in new]
         self.monitors[stats.series] = with_position(mon.state_dict(), pos)
         return list(mon.outbox)
 

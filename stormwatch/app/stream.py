@@ -44,6 +44,7 @@ from stormwatch.ingest.producer import MAX_REQUEST_BYTES
 from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 from stormwatch.positions import Position, resume_offsets
+from stormwatch.watch import WatchFile
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,25 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     resume_from_state(app, buckets, scored_t)
     resume_from_state(app, monitors, stats_t)
 
-    enricher = Enricher(scorer or nlp.make(settings.scorer))
+    # The watch config (brand queries, detection presets), read again when its file changes.
+    watch = WatchFile(settings.watch) if settings.watch else None
+    enricher = Enricher(scorer or nlp.make(settings.scorer), watch.config if watch else None)
+    det = Detection(monitors, settings.detector, settings.detector_params, settings.policy,
+                    watch.config if watch else None, settings.bucket_seconds)
+    if watch is not None:
+        log.warning("watch config %s version %s", watch.path, watch.config.version)
+
+        unmatched = [0]
+
+        @app.timer(interval=settings.watch_poll)
+        async def reload_watch() -> None:
+            cfg = watch.poll()
+            if cfg is not None:  # both steps decide their next records with it
+                enricher.set_watch(cfg)
+                det.set_watch(cfg)
+            if enricher.unmatched != unmatched[0]:
+                unmatched[0] = enricher.unmatched
+                log.info("posts naming no watched brand so far: %d", unmatched[0])
 
     async def to_dlq(dl: DeadLetter) -> Awaitable[Any]:
         return await dlq_t.send(key=dl.reason.encode(), value=dumps(dl))
@@ -146,16 +165,23 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
         async for events in stream.take_events(settings.scorer_batch, within=settings.scorer_within):
             # In a thread: a model batch must not stall the event loop (heartbeats, commits,
             # the other agents) however long it takes.
-            results = await loop.run_in_executor(None, enricher.enrich, [e.value for e in events],
+            results = await loop.run_in_executor(None, enricher.enrich_matched, [e.value for e in events],
                                                  [_where(e) for e in events])
+            matching = enricher.matcher is not None
             sent = []
             for event, item in zip(events, results, strict=True):
                 if isinstance(item, DeadLetter):
                     sent.append(await to_dlq(item))
-                else:
-                    item = dataclasses.replace(item, source_offset=event.message.offset)
-                    sent.append(await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
-                                                    partition=event.message.partition))
+                    continue
+                for sp in item:  # one per brand; none for a post that names no watched brand
+                    if matching:
+                        # Brands come from the text, not from the raw record's key: each copy goes
+                        # to its brand's partition (by key), so the raw offset says nothing there.
+                        sent.append(await scored_t.send(key=sp.post.brand.encode(), value=dumps(sp)))
+                    else:
+                        sp = dataclasses.replace(sp, source_offset=event.message.offset)
+                        sent.append(await scored_t.send(key=sp.post.brand.encode(), value=dumps(sp),
+                                                        partition=event.message.partition))
             await delivered(sent)  # before these events' offsets can be committed
 
     @app.agent(scored_t, name="aggregate")
@@ -178,7 +204,6 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
 
     @app.agent(stats_t, name="detect")
     async def detect(stream: faust.StreamT) -> None:
-        det = Detection(monitors, settings.detector, settings.detector_params, settings.policy)
         async for event in stream.events():
             try:
                 st = SeriesStats.from_dict(json.loads(event.value))

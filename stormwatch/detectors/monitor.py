@@ -44,6 +44,10 @@ class SeriesMonitor:
         self.samples: list[list[str]] = []
         self.neg: list[float] = [0.0, 0.0]  # negatives, posts over the detector's recent buckets
         self.outbox: list[Alert] = []  # alerts raised but not yet acknowledged by the runtime
+        # The last bucket's score and expectation (None before the detector starts); not state,
+        # read by backtests for their plots.
+        self.last_score: float | None = None
+        self.last_expectation: base.Expectation | None = None
 
     @classmethod
     def create(cls, detector: str, params: Mapping[str, Any] | None = None,
@@ -64,6 +68,7 @@ class SeriesMonitor:
         self.last_bucket = bucket
         self.evidence.observe(stats, hold_from=self.policy.open_start)
         self.posts += stats.count
+        self.last_score = self.last_expectation = None
         if self.posts < self.policy.config.activation_posts:
             return []
         x = {"t": float(bucket), "value": float(stats.count)}
@@ -71,6 +76,7 @@ class SeriesMonitor:
         warming = self.detector.warming_up
         self.detector.learn_one(x)
         exp = self.detector.expectation()  # about this bucket: some detectors set it when learning
+        self.last_score, self.last_expectation = score, exp
         decay = 0.9
         self.neg = [self.neg[0] * decay + stats.negative, self.neg[1] * decay + stats.count]
         for pid, text in stats.samples:
