@@ -78,6 +78,9 @@ class Settings:
     delivery_timeout: float = 120.0
     max_poll_interval: float = 300.0
     plugins: tuple[str, ...] = ()
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_lag_interval: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -114,6 +117,9 @@ class Settings:
             delivery_timeout=_float(env, "STORMWATCH_DELIVERY_TIMEOUT", d.delivery_timeout),
             max_poll_interval=_float(env, "STORMWATCH_MAX_POLL_INTERVAL", d.max_poll_interval),
             plugins=tuple(m.strip() for m in env.get("STORMWATCH_PLUGINS", "").split(",") if m.strip()),
+            metrics_port=_int(env, "STORMWATCH_METRICS_PORT", d.metrics_port, 0),
+            metrics_host=env.get("STORMWATCH_METRICS_HOST", d.metrics_host),
+            metrics_lag_interval=_float(env, "STORMWATCH_METRICS_LAG_INTERVAL", d.metrics_lag_interval),
         )
 
     def topic(self, name: str) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from stormwatch.buckets import BrandBuckets
-from stormwatch.detectors.monitor import SeriesMonitor
+from stormwatch.detectors.monitor import Reading, SeriesMonitor
 from stormwatch.detectors.policy import PolicyConfig
 from stormwatch.model import (
     Alert,
@@ -159,6 +159,8 @@ class Detection:
         self.detector = detector
         self.params = dict(params or {})
         self.policy = policy or PolicyConfig()
+        #: The reading of the last bucket :meth:`observe` applied (None for a repeat).
+        self.last: Reading | None = None
 
     def observe(self, stats: SeriesStats, pos: Position | None = None) -> list[Alert]:
         """Feed one bucket to its series' monitor; return the alerts not yet handed on.
@@ -168,9 +170,11 @@ class Detection:
         state = self.monitors.get(stats.series)
         mon = (SeriesMonitor.from_state(state) if state is not None
                else SeriesMonitor.create(self.detector, self.params, self.policy))
+        self.last = None
         if pos is not None and applied(state, pos):
             return list(mon.outbox)
         mon.observe(stats)
+        self.last = mon.reading
         self.monitors[stats.series] = with_position(mon.state_dict(), pos)
         return list(mon.outbox)
 

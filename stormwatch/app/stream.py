@@ -44,6 +44,7 @@ from stormwatch.ingest.producer import MAX_REQUEST_BYTES
 from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 from stormwatch.positions import Position, resume_offsets
+from stormwatch.sinks.metrics import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,24 @@ def resume_from_state(app: faust.App, table: faust.Table, source: faust.TopicT) 
     table.on_recover(on_recover)
 
 
+def serve_metrics(app: faust.App, settings: Settings, tele: Telemetry) -> None:
+    """Serve ``/metrics`` (and the JSON panels) once the worker starts; read the lag every
+    ``metrics_lag_interval`` seconds."""
+    from stormwatch.app.lag import consumer_lag
+
+    @app.task
+    async def start_http() -> None:
+        tele.serve(settings.metrics_host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+    @app.timer(settings.metrics_lag_interval)
+    async def read_lag() -> None:
+        try:
+            tele.metrics.record_lag(await consumer_lag(settings))
+        except Exception as exc:  # the metric keeps its last value; the next tick tries again
+            log.warning("cannot read the consumer lag: %r", exc)
+
+
 def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.App:
     """Build the worker's Faust app from settings (a new app object each call)."""
     plugins.load(settings.plugins)
@@ -136,8 +155,12 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     resume_from_state(app, monitors, stats_t)
 
     enricher = Enricher(scorer or nlp.make(settings.scorer))
+    tele = Telemetry()
+    if settings.metrics_port:
+        serve_metrics(app, settings, tele)
 
     async def to_dlq(dl: DeadLetter) -> Awaitable[Any]:
+        tele.dead(dl)
         return await dlq_t.send(key=dl.reason.encode(), value=dumps(dl))
 
     @app.agent(raw_t, name="enrich")
@@ -157,6 +180,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                     sent.append(await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
                                                     partition=event.message.partition))
             await delivered(sent)  # before these events' offsets can be committed
+            tele.enriched(results, [e.message.timestamp for e in events])
 
     @app.agent(scored_t, name="aggregate")
     async def aggregate(stream: faust.StreamT) -> None:
@@ -175,6 +199,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                                  for st in closed])
                 agg.ack(sp.post.brand)  # only once Kafka has them
             await changelog_flushed(app)
+            tele.aggregated(event.message.timestamp)
 
     @app.agent(stats_t, name="detect")
     async def detect(stream: faust.StreamT) -> None:
@@ -198,5 +223,6 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                                  for alert in alerts])
                 det.ack(st.series)  # only once Kafka has them
             await changelog_flushed(app)
+            tele.detected(st, det.last, alerts, event.message.timestamp)
 
     return app

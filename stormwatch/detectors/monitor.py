@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,23 @@ from stormwatch.model import Alert, SeriesStats, alert_id, series_key
 
 #: How many recent sample posts a monitor keeps as evidence for its alerts.
 EVIDENCE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the monitor made of its latest bucket (for metrics; not part of the state).
+
+    ``score`` and the band are None while the series has not reached its activation
+    volume; ``open_severity`` is the severity of the open incident, or None.
+    """
+
+    observed: float
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float | None
+    negative_share: float | None
+    open_severity: str | None
 
 
 class SeriesMonitor:
@@ -38,6 +56,7 @@ class SeriesMonitor:
         self.samples: list[list[str]] = []
         self.neg: list[float] = [0.0, 0.0]  # negatives, posts over the detector's recent buckets
         self.outbox: list[Alert] = []  # alerts raised but not yet acknowledged by the runtime
+        self.reading: Reading | None = None  # the latest bucket's reading, read by the metrics
 
     @classmethod
     def create(cls, detector: str, params: Mapping[str, Any] | None = None,
@@ -56,6 +75,7 @@ class SeriesMonitor:
         self.last_bucket = bucket
         self.posts += stats.count
         if self.posts < self.policy.config.activation_posts:
+            self.reading = Reading(float(stats.count), None, None, None, None, None, None)
             return []
         x = {"t": float(bucket), "value": float(stats.count)}
         score = self.detector.score_one(x)
@@ -69,6 +89,10 @@ class SeriesMonitor:
         del self.samples[:-EVIDENCE]
         volume = exp.observed if exp is not None else float(stats.count)
         decision = self.policy.step(bucket, score, volume, warming)
+        self.reading = Reading(
+            volume, exp.expected if exp else None, exp.lower if exp else None, exp.upper if exp else None,
+            score, self.neg[0] / self.neg[1] if self.neg[1] else None,
+            self.policy.severity if self.policy.is_open else None)
         if decision is None:
             return []
         event, severity, start = decision
