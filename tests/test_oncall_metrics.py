@@ -112,7 +112,8 @@ def test_web_server_serves_metrics_and_json_panels(replayed) -> None:
         text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
         assert 'stormwatch_series_expected_posts{brand="US Airways",channel="all"}' in text
         assert "stormwatch_processing_latency_seconds_bucket" in text
-        top = json.load(urllib.request.urlopen(f"{base}/api/top-posts?brand=US%20Airways&limit=5", timeout=10))
+        url = f"{base}/api/top-posts?brand=US%20Airways&limit=5"
+        top = json.load(urllib.request.urlopen(url, timeout=10))
         assert len(top) == 5 and all(p["brand"] == "US Airways" and p["text"] for p in top)
         assert [p["bucket"] for p in top] == sorted((p["bucket"] for p in top), reverse=True)
         aid = next(a.id for a in alerts if a.brand == "US Airways")
