@@ -52,8 +52,8 @@ class Receiver:
                 body = json.loads(raw) if raw else None
                 with receiver.lock:
                     receiver.calls.append((self.command, self.path, body))
-                    code = receiver.status.pop(0) if receiver.status else 200
                     answer = receiver.answer(self.command, self.path, body)
+                    code = receiver.status.pop(0) if receiver.status else 200
                 data = json.dumps(answer).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
