@@ -26,7 +26,8 @@ def test_committed_dashboards_are_the_generated_ones(tmp_path: Path) -> None:
     for path in grafana.write(tmp_path):
         committed = REPO_ROOT / "dashboards" / path.name
         assert committed.exists(), f"{committed} missing: run `stormwatch dashboards build`"
-        assert committed.read_text() == path.read_text(), f"{committed} is stale: run `stormwatch dashboards build`"
+        assert committed.read_text() == path.read_text(), \
+            f"{committed} is stale: run `stormwatch dashboards build`"
 
 
 def test_uids_panel_ids_and_datasources() -> None:
