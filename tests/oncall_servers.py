@@ -41,6 +41,7 @@ class Receiver:
 
     def __init__(self, status: list[int] | None = None) -> None:
         self.calls: list[tuple[str, str, Any]] = []  # (method, path, body)
+        self.headers: list[dict[str, str]] = []  # the request headers of each call
         self.status = list(status or [])  # answers to give first (e.g. [503, 503]); then 200
         self.lock = threading.Lock()
         receiver = self
@@ -52,6 +53,7 @@ class Receiver:
                 body = json.loads(raw) if raw else None
                 with receiver.lock:
                     receiver.calls.append((self.command, self.path, body))
+                    receiver.headers.append(dict(self.headers.items()))
                     answer = receiver.answer(self.command, self.path, body)
                     code = receiver.status.pop(0) if receiver.status else 200
                 data = json.dumps(answer).encode()

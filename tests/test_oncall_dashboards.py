@@ -117,6 +117,7 @@ def test_push_uploads_dashboards_and_upserts_one_annotation_per_incident() -> No
     assert first == {"dashboards": 3, "annotations_added": 1, "annotations_updated": 0}
     assert second == {"dashboards": 3, "annotations_added": 0, "annotations_updated": 1}
     calls = [(m, p.split("?")[0]) for m, p, _ in g.calls]
+    assert {h.get("Authorization") for h in g.headers} == {"Bearer secret-token"}
     assert calls.count(("POST", "/api/dashboards/db")) == 6
     assert ("POST", "/api/folders") in calls and ("PUT", "/api/annotations/1") in calls
     uploads = [b for m, p, b in g.calls if p == "/api/dashboards/db"]

@@ -144,6 +144,16 @@ def test_replay_pages_once_resolves_and_every_dashboard_query_has_data(env, work
                 f"{evidence}/api/alerts/{urllib.request.quote(target.id)}", timeout=10))
             time.sleep(3)  # a few more scrapes and rule evaluations after the last bucket
 
+            def value(expr: str) -> float:
+                return float(query(prom, expr)["result"][0]["value"][1])
+
+            # the counters Prometheus scraped are the replay's (one worker, no restart: exact)
+            n_posts = sum(1 for _ in posts.open())
+            assert value("sum(stormwatch_posts_ingested_total)") == n_posts + 3
+            assert value('sum(stormwatch_posts_dlq_total{stage="enrich", reason="malformed_json"})') == 3
+            assert value(f'stormwatch_series_alert_open{{brand="{BRAND}", channel="all", '
+                         f'severity="{target.severity}"}}') == 0
+
             # (1) every dashboard expression returns data from this Prometheus
             exprs = grafana.promql(grafana.dashboards(), {"brand": BRAND, "channel": ".*"})
             empty = [(uid, title, e) for uid, title, e in exprs
