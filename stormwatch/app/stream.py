@@ -44,7 +44,7 @@ from stormwatch.ingest.producer import MAX_REQUEST_BYTES
 from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 from stormwatch.positions import Position, resume_offsets
-from stormwatch.sinks.metrics import Telemetry
+from stormwatch.sinks.metrics import Telemetry, appended_at, appended_header
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                 else:
                     item = dataclasses.replace(item, source_offset=event.message.offset)
                     sent.append(await scored_t.send(key=item.post.brand.encode(), value=dumps(item),
-                                                    partition=event.message.partition))
+                                                    partition=event.message.partition,
+                                                    headers=appended_header(event.message.timestamp)))
             await delivered(sent)  # before these events' offsets can be committed
             tele.enriched(results, [e.message.timestamp for e in events])
 
@@ -194,8 +195,9 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                                          _where(event)))
                 continue
             if closed:
+                headers = appended_header(appended_at(event.headers, event.message.timestamp))
                 await delivered([await stats_t.send(key=st.series.encode(), value=dumps(st),
-                                                    partition=event.message.partition)
+                                                    partition=event.message.partition, headers=headers)
                                  for st in closed])
                 agg.ack(sp.post.brand)  # only once Kafka has them
             await changelog_flushed(app)
@@ -223,6 +225,6 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                                  for alert in alerts])
                 det.ack(st.series)  # only once Kafka has them
             await changelog_flushed(app)
-            tele.detected(st, det.last, alerts, event.message.timestamp)
+            tele.detected(st, det.last, alerts, event.message.timestamp, appended_at(event.headers))
 
     return app

@@ -27,7 +27,7 @@ operator in Grafana's template variables.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,10 +44,38 @@ MAX_CHANNELS = 20
 UNKNOWN = "-"
 OTHER = "other"
 SEVERITIES = ("warning", "critical")
-#: The worker's stages, as the ``stage`` label of the latency histogram.
-STAGES = ("enrich", "aggregate", "detect")
+#: The ``stage`` label of the latency histogram: each agent, and ``end_to_end`` — from the
+#: append to ``posts.raw`` of the post that closed a bucket until ``detect`` has handled it.
+STAGES = ("enrich", "aggregate", "detect", "end_to_end")
+#: Record header carrying a post's append time to ``posts.raw`` (epoch seconds) down the pipeline.
+APPENDED = "stormwatch-appended"
 #: Latency buckets (seconds): from a few milliseconds to ten minutes behind.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+def appended_header(ts: float | None) -> dict[str, bytes]:
+    """Headers for an output record: the append time of the post it comes from.
+
+    >>> appended_at(appended_header(1424643720.5))
+    1424643720.5
+    """
+    return {APPENDED: repr(float(ts)).encode()} if ts else {}
+
+
+def appended_at(headers: Any, default: float | None = None) -> float | None:
+    """The append time a record's headers carry (a mapping or (key, value) pairs), else ``default``.
+
+    >>> appended_at(None, 7.0), appended_at([("stormwatch-appended", b"x")], 7.0)
+    (7.0, 7.0)
+    """
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for key, value in items:
+        if key == APPENDED:
+            try:
+                return float(value.decode() if isinstance(value, bytes) else value)
+            except ValueError:
+                return default
+    return default
 
 
 class LabelCap:
@@ -217,13 +245,16 @@ class Telemetry:
         self.metrics.record_latency("aggregate", [appended_at])
 
     def detected(self, st: SeriesStats, reading: Reading | None, alerts: Sequence[Alert],
-                 appended_at: float | None) -> None:
+                 appended_at: float | None, post_appended_at: float | None = None) -> None:
+        """One bucket through ``detect``; ``post_appended_at`` is when the post that closed it
+        was appended to ``posts.raw`` (the end-to-end latency)."""
         self.metrics.record_bucket(st, reading)
         self.evidence.add_bucket(st)
         for alert in alerts:
             self.metrics.record_alert(alert)
             self.evidence.add_alert(alert)
         self.metrics.record_latency("detect", [appended_at])
+        self.metrics.record_latency("end_to_end", [post_appended_at])
 
     def serve(self, host: str, port: int) -> Any:
         """Serve ``/metrics`` and the JSON routes (see :mod:`stormwatch.sinks.web`)."""

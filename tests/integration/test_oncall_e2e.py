@@ -151,6 +151,10 @@ def test_replay_pages_once_resolves_and_every_dashboard_query_has_data(env, work
             n_posts = sum(1 for _ in posts.open())
             assert value("sum(stormwatch_posts_ingested_total)") == n_posts + 3
             assert value('sum(stormwatch_posts_dlq_total{stage="enrich", reason="malformed_json"})') == 3
+            # every closed bucket's end-to-end latency (post appended → detect done) is observed
+            buckets = value('sum(stormwatch_series_buckets_total)')
+            e2e = value('sum(stormwatch_processing_latency_seconds_count{stage="end_to_end"})')
+            assert e2e == buckets > 0
             assert value(f'stormwatch_series_alert_open{{brand="{BRAND}", channel="all", '
                          f'severity="{target.severity}"}}') == 0
 
