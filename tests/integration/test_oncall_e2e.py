@@ -158,6 +158,14 @@ def test_replay_pages_once_resolves_and_every_dashboard_query_has_data(env, work
             assert value(f'stormwatch_series_alert_open{{brand="{BRAND}", channel="all", '
                          f'severity="{target.severity}"}}') == 0
 
+            # the repository's rules loaded and evaluate without error; Alertmanager is discovered
+            with urllib.request.urlopen(f"{prom}/api/v1/rules", timeout=10) as resp:
+                rules = [r for g in json.load(resp)["data"]["groups"] for r in g["rules"]]
+            assert len(rules) == 13 and all(r["health"] == "ok" for r in rules), rules
+            with urllib.request.urlopen(f"{prom}/api/v1/alertmanagers", timeout=10) as resp:
+                active = json.load(resp)["data"]["activeAlertmanagers"]
+            assert [m["url"] for m in active] == [f"{am}/api/v2/alerts"]
+
             # (1) every dashboard expression returns data from this Prometheus
             exprs = grafana.promql(grafana.dashboards(), {"brand": BRAND, "channel": ".*"})
             empty = [(uid, title, e) for uid, title, e in exprs
