@@ -24,6 +24,11 @@ install() {
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -q && $SUDO apt-get install -y -q openjdk-17-jre-headless maven
   fi
+  say "system packages (Prometheus, Alertmanager: promtool, amtool)"
+  if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q prometheus prometheus-alertmanager
+  fi
   say "Python packages"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[dev,nlp,river,fuzz,api,report]"
   say "Kafka jars"

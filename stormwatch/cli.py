@@ -112,6 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=_lazy("stormwatch.watch:check_main"))
 
+    p = sub.add_parser("page", help="push every alert state change to Alertmanager (paging)")
+    p.add_argument("--alertmanager", required=True, metavar="URL", help="Alertmanager base URL")
+    p.add_argument("--resend", type=float, default=60.0,
+                   help="seconds between re-sends of the firing alerts (default 60)")
+    p.add_argument("--evidence-url", default=None, metavar="URL",
+                   help="base URL of a worker's HTTP server, for the evidence link of each page")
+    p.set_defaults(func=_lazy("stormwatch.sinks.alertmanager:main"))
+
+    dash = sub.add_parser("dashboards", help="Grafana dashboards as code")
+    dsub = dash.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = dsub.add_parser("build", help="write the dashboards' JSON to dashboards/ (or --out)")
+    p.add_argument("--out", default=None, help="folder (default: the repository's dashboards/)")
+    p.set_defaults(func=_lazy("stormwatch.sinks.grafana:build_main"))
+    p = dsub.add_parser("push", help="upload the dashboards and the alert annotations to Grafana")
+    p.add_argument("--url", required=True, help="Grafana base URL")
+    p.add_argument("--token", default=None, help="API token (default: $GRAFANA_TOKEN)")
+    p.add_argument("--no-annotations", action="store_true", help="dashboards only")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="stop reading the alerts topic after this many quiet seconds")
+    p.set_defaults(func=_lazy("stormwatch.sinks.grafana:push_main"))
+
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     p = bsub.add_parser("pipeline", help="time a file through the pipeline (local or through Kafka)")

@@ -80,6 +80,9 @@ class Settings:
     plugins: tuple[str, ...] = ()
     watch: str = ""  # watch config file (brands, queries, presets, routing); empty: none
     watch_poll: float = 5.0  # seconds between checks of the watch config file for changes
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_lag_interval: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +121,9 @@ class Settings:
             watch=env.get("STORMWATCH_WATCH", d.watch),
             watch_poll=_float(env, "STORMWATCH_WATCH_POLL", d.watch_poll),
             plugins=tuple(m.strip() for m in env.get("STORMWATCH_PLUGINS", "").split(",") if m.strip()),
+            metrics_port=_int(env, "STORMWATCH_METRICS_PORT", d.metrics_port, 0),
+            metrics_host=env.get("STORMWATCH_METRICS_HOST", d.metrics_host),
+            metrics_lag_interval=_float(env, "STORMWATCH_METRICS_LAG_INTERVAL", d.metrics_lag_interval),
         )
 
     def topic(self, name: str) -> str:

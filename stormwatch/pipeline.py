@@ -29,7 +29,7 @@ from typing import Any
 from stormwatch.buckets import BrandBuckets
 from stormwatch.crisis.evidence import EvidenceConfig
 from stormwatch.crisis.types import CrisisClassifier, default_classifier
-from stormwatch.detectors.monitor import SeriesMonitor
+from stormwatch.detectors.monitor import Reading, SeriesMonitor
 from stormwatch.detectors.policy import PolicyConfig
 from stormwatch.model import (
     Alert,
@@ -241,6 +241,8 @@ class Detection:
         d = self.watch.detect(stats.brand, stats.channel)
         return SeriesMonitor.create(self.detector, d.detector_params(self.bucket_seconds, self.params),
                                     d.policy(self.bucket_seconds, self.policy), self.evidence)
+        #: The reading of the last bucket :meth:`observe` applied (None for a repeat).
+        self.last: Reading | None = None
 
     def observe(self, stats: SeriesStats, pos: Position | None = None) -> list[Alert]:
         """Feed one bucket to its series' monitor; return the alerts not yet handed on.
@@ -249,6 +251,7 @@ class Detection:
         """
         state = self.monitors.get(stats.series)
         mon = SeriesMonitor.from_state(state) if state is not None else self._create(stats)
+        self.last = None
         if pos is not None and applied(state, pos):
             return list(mon.outbox)
         watch = self.watch
@@ -257,6 +260,7 @@ class Detection:
         new = mon.observe(stats)
         if watch is not None and new:
             mon.outbox[-len(new):] = [dataclasses.replace(a, config_version=watch.version) for a in new]
+        self.last = mon.reading
         self.monitors[stats.series] = with_position(mon.state_dict(), pos)
         return list(mon.outbox)
 

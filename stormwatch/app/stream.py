@@ -45,6 +45,7 @@ from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 from stormwatch.positions import Position, resume_offsets
 from stormwatch.watch import WatchFile
+from stormwatch.sinks.metrics import PipelineMetrics, Telemetry, appended_at, appended_header
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,24 @@ def resume_from_state(app: faust.App, table: faust.Table, source: faust.TopicT) 
         await app.consumer._commit({TP(topic, p): o for p, o in offsets.items()})
 
     table.on_recover(on_recover)
+
+
+def serve_metrics(app: faust.App, settings: Settings, tele: Telemetry) -> None:
+    """Serve ``/metrics`` (and the JSON panels) once the worker starts; read the lag every
+    ``metrics_lag_interval`` seconds."""
+    from stormwatch.app.lag import consumer_lag
+
+    @app.task
+    async def start_http() -> None:
+        tele.serve(settings.metrics_host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+    @app.timer(settings.metrics_lag_interval)
+    async def read_lag() -> None:
+        try:
+            tele.metrics.record_lag(await consumer_lag(settings))
+        except Exception as exc:  # the metric keeps its last value; the next tick tries again
+            log.warning("cannot read the consumer lag: %r", exc)
 
 
 def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.App:
@@ -156,7 +175,13 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                 unmatched[0] = enricher.unmatched
                 log.info("posts naming no watched brand so far: %d", unmatched[0])
 
+    # Brand labels: the watch config's brands always, others up to a cap (never raw text).
+    tele = Telemetry(PipelineMetrics(brands=watch.config.brands if watch else ()))
+    if settings.metrics_port:
+        serve_metrics(app, settings, tele)
+
     async def to_dlq(dl: DeadLetter) -> Awaitable[Any]:
+        tele.dead(dl)
         return await dlq_t.send(key=dl.reason.encode(), value=dumps(dl))
 
     @app.agent(raw_t, name="enrich")
@@ -177,12 +202,15 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                     if matching:
                         # Brands come from the text, not from the raw record's key: each copy goes
                         # to its brand's partition (by key), so the raw offset says nothing there.
-                        sent.append(await scored_t.send(key=sp.post.brand.encode(), value=dumps(sp)))
+                        sent.append(await scored_t.send(key=sp.post.brand.encode(), value=dumps(sp),
+                                                        headers=appended_header(event.message.timestamp)))
                     else:
                         sp = dataclasses.replace(sp, source_offset=event.message.offset)
                         sent.append(await scored_t.send(key=sp.post.brand.encode(), value=dumps(sp),
-                                                        partition=event.message.partition))
+                                                        partition=event.message.partition,
+                                                        headers=appended_header(event.message.timestamp)))
             await delivered(sent)  # before these events' offsets can be committed
+            tele.enriched(results, [e.message.timestamp for e in events])
 
     @app.agent(scored_t, name="aggregate")
     async def aggregate(stream: faust.StreamT) -> None:
@@ -196,11 +224,13 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                                          _where(event)))
                 continue
             if closed:
+                headers = appended_header(appended_at(event.headers, event.message.timestamp))
                 await delivered([await stats_t.send(key=st.series.encode(), value=dumps(st),
-                                                    partition=event.message.partition)
+                                                    partition=event.message.partition, headers=headers)
                                  for st in closed])
                 agg.ack(sp.post.brand)  # only once Kafka has them
             await changelog_flushed(app)
+            tele.aggregated(event.message.timestamp)
 
     @app.agent(stats_t, name="detect")
     async def detect(stream: faust.StreamT) -> None:
@@ -223,5 +253,6 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                                  for alert in alerts])
                 det.ack(st.series)  # only once Kafka has them
             await changelog_flushed(app)
+            tele.detected(st, det.last, alerts, event.message.timestamp, appended_at(event.headers))
 
     return app

@@ -94,11 +94,11 @@ def run_series(stats: Iterable[SeriesStats], detector: str, params: Mapping[str,
             continue
         tr.count.append(float(st.count))
         tr.negative_share.append(st.negative_share)
-        tr.score.append(mon.last_score)
-        e = mon.last_expectation
-        tr.expected.append(e.expected if e else None)
-        tr.lower.append(e.lower if e else None)
-        tr.upper.append(e.upper if e else None)
+        r = mon.reading
+        tr.score.append(r.score if r else None)
+        tr.expected.append(r.expected if r else None)
+        tr.lower.append(r.lower if r else None)
+        tr.upper.append(r.upper if r else None)
     return tr if tr is not None else Trace("?", 60)
 
 

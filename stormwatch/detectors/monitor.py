@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,23 @@ from stormwatch.model import Alert, SeriesStats, alert_id, series_key
 
 #: How many recent sample posts a monitor keeps as evidence for its alerts.
 EVIDENCE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the monitor made of its latest bucket (for metrics and backtest plots; not state).
+
+    ``score`` and the band are None while the series has not reached its activation
+    volume; ``open_severity`` is the severity of the open incident, or None.
+    """
+
+    observed: float
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float | None
+    negative_share: float | None
+    open_severity: str | None
 
 
 class SeriesMonitor:
@@ -44,10 +62,7 @@ class SeriesMonitor:
         self.samples: list[list[str]] = []
         self.neg: list[float] = [0.0, 0.0]  # negatives, posts over the detector's recent buckets
         self.outbox: list[Alert] = []  # alerts raised but not yet acknowledged by the runtime
-        # The last bucket's score and expectation (None before the detector starts); not state,
-        # read by backtests for their plots.
-        self.last_score: float | None = None
-        self.last_expectation: base.Expectation | None = None
+        self.reading: Reading | None = None  # the latest bucket's reading, read by the metrics
 
     @classmethod
     def create(cls, detector: str, params: Mapping[str, Any] | None = None,
@@ -63,20 +78,20 @@ class SeriesMonitor:
         alerts are also kept in :attr:`outbox` until the runtime empties it.
         """
         bucket = int(stats.bucket_start.timestamp())
+        self.reading = None
         if self.last_bucket is not None and bucket <= self.last_bucket:
             return []
         self.last_bucket = bucket
         self.evidence.observe(stats, hold_from=self.policy.open_start)
         self.posts += stats.count
-        self.last_score = self.last_expectation = None
         if self.posts < self.policy.config.activation_posts:
+            self.reading = Reading(float(stats.count), None, None, None, None, None, None)
             return []
         x = {"t": float(bucket), "value": float(stats.count)}
         score = self.detector.score_one(x)
         warming = self.detector.warming_up
         self.detector.learn_one(x)
         exp = self.detector.expectation()  # about this bucket: some detectors set it when learning
-        self.last_score, self.last_expectation = score, exp
         decay = 0.9
         self.neg = [self.neg[0] * decay + stats.negative, self.neg[1] * decay + stats.count]
         for pid, text in stats.samples:
@@ -84,6 +99,10 @@ class SeriesMonitor:
         del self.samples[:-EVIDENCE]
         volume = exp.observed if exp is not None else float(stats.count)
         decision = self.policy.step(bucket, score, volume, warming, reach=self.evidence.reach())
+        self.reading = Reading(
+            volume, exp.expected if exp else None, exp.lower if exp else None, exp.upper if exp else None,
+            score, self.neg[0] / self.neg[1] if self.neg[1] else None,
+            self.policy.severity if self.policy.is_open else None)
         out = self._topic(stats, bucket)
         if decision is None:
             return out
