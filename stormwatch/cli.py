@@ -57,6 +57,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_lazy("stormwatch.ingest.replay:main"))
 
+    def brand_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--brand", action="append", metavar="NAME",
+                       help="brand the posts are about (repeatable)")
+        p.add_argument("--track", action="append", metavar="KW1,KW2",
+                       help="keywords of the i-th --brand: a post goes to every brand whose keywords "
+                            "it contains (none: every post)")
+
+    def live_options(p: argparse.ArgumentParser) -> None:
+        brand_options(p)
+        p.add_argument("--state", default=None, help="state file: cursor and recent ids, for resuming")
+        p.add_argument("--max-posts", type=int, default=None, help="stop after this many posts")
+        p.add_argument("--dry-run", action="store_true", help="print posts as JSON lines, no Kafka")
+
+    p = isub.add_parser("webhook", help="HTTP endpoint: POST /posts with JSON posts (token or HMAC)")
+    brand_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=8088)
+    p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, help="largest body in bytes")
+    p.add_argument("--max-records", type=int, default=1000, help="most posts per request")
+    p.add_argument("--rate", type=float, default=20.0, help="requests per second per client")
+    p.add_argument("--burst", type=int, default=40, help="requests at once per client")
+    p.add_argument("--anonymous", action="store_true", help="accept unauthenticated posts (tests only)")
+    p.set_defaults(func=_lazy("stormwatch.ingest.webhook:main"))
+
     p = sub.add_parser("lag", help="the worker's consumer lag per input topic")
     p.add_argument("--wait", action="store_true", help="wait until the worker has caught up")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
