@@ -81,6 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anonymous", action="store_true", help="accept unauthenticated posts (tests only)")
     p.set_defaults(func=_lazy("stormwatch.ingest.webhook:main"))
 
+    p = isub.add_parser("rss", help="poll RSS/Atom feeds (news, app-store reviews) with ETag/Last-Modified")
+    p.add_argument("url", nargs="+", help="feed URLs")
+    p.add_argument("--channel", default="news", help="channel of the posts (news, appstore, ...)")
+    p.add_argument("--interval", type=float, default=300.0, help="seconds between polls of a feed")
+    live_options(p)
+    p.set_defaults(func=_lazy("stormwatch.ingest.rss:main"))
+
+    p = isub.add_parser("mastodon", help="a Mastodon streaming timeline (public, hashtag or list)")
+    p.add_argument("--server", required=True, help="instance base URL, e.g. https://mastodon.example")
+    p.add_argument("--timeline", default="public",
+                   help="public, public:local, hashtag:TAG or list:ID; token (optional, a list needs one): "
+                        "STORMWATCH_MASTODON_TOKEN or _FILE")
+    live_options(p)
+    p.set_defaults(func=_lazy("stormwatch.ingest.mastodon:main"))
+
+    p = isub.add_parser("bluesky", help="Bluesky posts from a Jetstream websocket")
+    p.add_argument("--url", required=True, help="Jetstream subscribe URL, e.g. wss://HOST/subscribe")
+    p.add_argument("--did", action="append", help="only posts of this account DID (repeatable)")
+    p.add_argument("--rewind", type=float, default=5.0,
+                   help="seconds to rewind the cursor on reconnect (Jetstream's advice; repeats are dropped)")
+    live_options(p)
+    p.set_defaults(func=_lazy("stormwatch.ingest.bluesky:main"))
+
     p = sub.add_parser("lag", help="the worker's consumer lag per input topic")
     p.add_argument("--wait", action="store_true", help="wait until the worker has caught up")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")

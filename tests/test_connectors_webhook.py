@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from stormwatch.ingest.source import BrandMatcher, MemorySink
 from stormwatch.ingest.webhook import WebhookConfig, make_app, serve, sign
+from tests.connectors_util import running
 
 TOKEN, SECRET = "tok-123", "hmac-secret"
 
@@ -27,18 +26,6 @@ TOKEN, SECRET = "tok-123", "hmac-secret"
 def post(i: str, text: str = "the app is down again", **kw: Any) -> dict[str, Any]:
     return {"id": i, "created_at": "2026-12-01T10:00:00Z", "channel": "support", "brand": "Acme",
             "text": text, **kw}
-
-
-@asynccontextmanager
-async def running(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 def run(coro_fn: Callable[..., Any], sink: MemorySink | None = None, cfg: WebhookConfig | None = None,

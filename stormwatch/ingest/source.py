@@ -32,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import html.parser
 import json
 import logging
 import os
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,6 +89,15 @@ class Item:
     value: Candidate | Rejected | None
     cursor: Any = None
     where: str = ""
+
+    @classmethod
+    def cursor_only(cls, cursor: Any) -> Item:
+        """No event, only a new position (a feed's ETag after its items)."""
+        return cls(None, cursor, "")
+
+    @property
+    def is_cursor_only(self) -> bool:
+        return self.value is None and not self.where
 
 
 # ---------------------------------------------------------------- errors a source raises
@@ -158,6 +168,35 @@ def check_status(status: int, headers: Mapping[str, str], what: str) -> None:
 
 
 # ---------------------------------------------------------------- pure helpers
+
+class _Text(html.parser.HTMLParser):
+    BREAKS = frozenset({"p", "br", "div", "li", "blockquote", "h1", "h2", "h3", "tr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.BREAKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Plain text of an HTML fragment (Mastodon ``content``, RSS ``description``).
+
+    >>> html_to_text('<p>Card <b>declined</b> again&amp;again</p><p>#AcmeDown</p>')
+    'Card declined again&again #AcmeDown'
+    """
+    if "<" not in markup and "&" not in markup:
+        return " ".join(markup.split())
+    p = _Text()
+    p.feed(markup)
+    p.close()
+    return " ".join("".join(p.parts).split())
+
 
 class Backoff:
     """Exponential backoff with full jitter, capped; ``reset()`` after a good connection.
@@ -326,10 +365,11 @@ class Sink(Protocol):
 class MemorySink:
     """A sink that keeps what it is given (tests, ``--dry-run``); validation is the producer's own."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, echo: bool = False) -> None:
         from stormwatch.ingest.producer import PostProducer
 
         self._validator = PostProducer(settings or Settings())  # prepare() needs no broker
+        self.echo = echo
         self.posts: list[Post] = []
         self.dead: list[DeadLetter] = []
         self.flushes = 0
@@ -339,9 +379,13 @@ class MemorySink:
 
     async def send_post(self, post: Post) -> None:
         self.posts.append(post)
+        if self.echo:
+            print(json.dumps(post.to_dict(), ensure_ascii=False), flush=True)
 
     async def send_dead(self, dl: DeadLetter) -> None:
         self.dead.append(dl)
+        if self.echo:
+            print(json.dumps({"dead_letter": dl.to_dict()}, ensure_ascii=False), flush=True)
 
     async def flush(self) -> None:
         self.flushes += 1
@@ -447,7 +491,8 @@ async def run_source(source: Source, sink: Sink, matcher: BrandMatcher, state: S
         try:
             async for item in _until(source.items(cursor), stop):
                 backoff.reset()  # data flows again
-                await ingest.handle(item.value, item.where)
+                if not item.is_cursor_only:
+                    await ingest.handle(item.value, item.where)
                 if item.cursor is not None:
                     cursor = item.cursor
                 since_checkpoint += 1
@@ -505,3 +550,49 @@ async def _until(items: AsyncIterator[Item], stop: asyncio.Event) -> AsyncIterat
         if aclose is not None:
             with contextlib.suppress(Exception):
                 await aclose()
+
+
+def run_cli(make_source: Callable[[], Source], args: Any) -> int:
+    """``stormwatch ingest <source>``: build the source from the CLI, run it until SIGINT/SIGTERM.
+
+    Common options (``cli.live_options``): ``--brand``/``--track``, ``--state``,
+    ``--max-posts``, ``--dry-run`` (posts as JSON lines on stdout, no Kafka).
+    """
+    import signal
+    import sys
+
+    name = args.source
+    try:
+        if not args.brand:
+            raise ValueError("give --brand NAME (and --track kw1,kw2 to keep only posts about it)")
+        matcher = BrandMatcher.from_cli(args.brand, args.track or [])
+        settings = Settings.from_env()
+        source = make_source()
+        state = StateFile(args.state)
+        state.load()  # an unreadable state file is reported now, not after connecting
+    except ValueError as exc:
+        print(f"stormwatch ingest {name}: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> dict[str, Any]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.dry_run:
+            return await run_source(source, MemorySink(settings, echo=True), matcher, state, stop=stop,
+                                    max_posts=args.max_posts)
+        from stormwatch.app.topics import ensure_topics
+        from stormwatch.ingest.producer import PostProducer
+
+        await ensure_topics(settings)
+        async with PostProducer(settings, source=name) as producer:
+            return await run_source(source, producer, matcher, state, stop=stop, max_posts=args.max_posts)
+
+    try:
+        summary = asyncio.run(main())
+    except SourceRefused as exc:
+        print(f"stormwatch ingest {name}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, sort_keys=True, default=str), file=sys.stderr if args.dry_run else sys.stdout)
+    return 0
