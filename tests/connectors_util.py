@@ -19,7 +19,7 @@ MATCHER = BrandMatcher.from_cli(["Acme"], ["acme"])
 @asynccontextmanager
 async def running(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 on a free port; yield its base URL."""
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=5.0)  # a handler still streaming must not hold a test
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
