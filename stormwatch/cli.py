@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--mode", choices=["local", "kafka"], default="kafka")
     p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1, help="kafka mode: worker processes in the group")
+    p.add_argument("--scorer", default=None,
+                   help="sentiment scorer (default: settings); 'none' does no work, to show the overhead")
     p.add_argument("--timeout", type=float, default=900.0)
     p.set_defaults(func=_lazy("stormwatch.bench.pipeline:main"))
 
