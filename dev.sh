@@ -24,6 +24,10 @@ install() {
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -q && $SUDO apt-get install -y -q openjdk-17-jre-headless maven
   fi
+  if ! command -v docker-compose >/dev/null; then  # `docker-compose config` checks deploy/compose.yaml
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends docker-compose
+  fi
   say "Python packages"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[dev,nlp,river]"
   say "Kafka jars"
