@@ -19,15 +19,17 @@ say() { printf '\n== %s\n' "$*" >&2; }
 sw() { "$PY" -m stormwatch.cli "$@"; }
 
 install() {
-  say "system packages (Java 17, Maven)"
-  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  say "system packages (Java 17, Maven, Prometheus, Alertmanager, docker-compose)"
+  local pkgs=()
+  command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || pkgs+=(maven)
+  command -v promtool >/dev/null || pkgs+=(prometheus)
+  command -v amtool >/dev/null || pkgs+=(prometheus-alertmanager)
+  # `docker-compose config` checks deploy/compose.yaml (no engine needed)
+  command -v docker-compose >/dev/null || pkgs+=(docker-compose)
+  if [ ${#pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q openjdk-17-jre-headless maven
-  fi
-  say "system packages (Prometheus, Alertmanager: promtool, amtool)"
-  if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q prometheus prometheus-alertmanager
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends "${pkgs[@]}"
   fi
   say "Python packages"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[dev,nlp,river,fuzz,api,report]"

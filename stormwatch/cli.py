@@ -57,6 +57,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_lazy("stormwatch.ingest.replay:main"))
 
+    def brand_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--brand", action="append", metavar="NAME",
+                       help="brand the posts are about (repeatable)")
+        p.add_argument("--track", action="append", metavar="KW1,KW2",
+                       help="keywords of the i-th --brand: a post goes to every brand whose keywords "
+                            "it contains (none: every post)")
+
+    def live_options(p: argparse.ArgumentParser) -> None:
+        brand_options(p)
+        p.add_argument("--state", default=None, help="state file: cursor and recent ids, for resuming")
+        p.add_argument("--max-posts", type=int, default=None, help="stop after this many posts")
+        p.add_argument("--dry-run", action="store_true", help="print posts as JSON lines, no Kafka")
+
+    p = isub.add_parser("webhook", help="HTTP endpoint: POST /posts with JSON posts (token or HMAC)")
+    brand_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=8088)
+    p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, help="largest body in bytes")
+    p.add_argument("--max-records", type=int, default=1000, help="most posts per request")
+    p.add_argument("--rate", type=float, default=20.0, help="requests per second per client")
+    p.add_argument("--burst", type=int, default=40, help="requests at once per client")
+    p.add_argument("--anonymous", action="store_true", help="accept unauthenticated posts (tests only)")
+    p.set_defaults(func=_lazy("stormwatch.ingest.webhook:main"))
+
+    p = isub.add_parser("rss", help="poll RSS/Atom feeds (news, app-store reviews) with ETag/Last-Modified")
+    p.add_argument("url", nargs="+", help="feed URLs")
+    p.add_argument("--channel", default="news", help="channel of the posts (news, appstore, ...)")
+    p.add_argument("--interval", type=float, default=300.0, help="seconds between polls of a feed")
+    live_options(p)
+    p.set_defaults(func=_lazy("stormwatch.ingest.rss:main"))
+
+    p = isub.add_parser("mastodon", help="a Mastodon streaming timeline (public, hashtag or list)")
+    p.add_argument("--server", required=True, help="instance base URL, e.g. https://mastodon.example")
+    p.add_argument("--timeline", default="public",
+                   help="public, public:local, hashtag:TAG or list:ID; token (optional, a list needs one): "
+                        "STORMWATCH_MASTODON_TOKEN or _FILE")
+    live_options(p)
+    p.set_defaults(func=_lazy("stormwatch.ingest.mastodon:main"))
+
+    p = isub.add_parser("bluesky", help="Bluesky posts from a Jetstream websocket")
+    p.add_argument("--url", required=True, help="Jetstream subscribe URL, e.g. wss://HOST/subscribe")
+    p.add_argument("--did", action="append", help="only posts of this account DID (repeatable)")
+    p.add_argument("--rewind", type=float, default=5.0,
+                   help="seconds to rewind the cursor on reconnect (Jetstream's advice; repeats are dropped)")
+    live_options(p)
+    p.set_defaults(func=_lazy("stormwatch.ingest.bluesky:main"))
+
     p = sub.add_parser("lag", help="the worker's consumer lag per input topic")
     p.add_argument("--wait", action="store_true", help="wait until the worker has caught up")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
@@ -139,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--mode", choices=["local", "kafka"], default="kafka")
     p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1, help="kafka mode: worker processes in the group")
+    p.add_argument("--scorer", default=None,
+                   help="sentiment scorer (default: settings); 'none' does no work, to show the overhead")
     p.add_argument("--timeout", type=float, default=900.0)
     p.set_defaults(func=_lazy("stormwatch.bench.pipeline:main"))
 

@@ -1,9 +1,12 @@
 """``stormwatch bench pipeline FILE``: time a file through the pipeline, in-process or through Kafka.
 
 ``--mode local`` times the local runner. ``--mode kafka`` uses the broker at
-``STORMWATCH_KAFKA``: fresh topics and app id, a worker subprocess, the replay
-connector, then waits until the worker has caught up (consumer lag zero). The last
-line of output is JSON.
+``STORMWATCH_KAFKA``: fresh topics and app id, ``--workers N`` worker subprocesses
+(one consumer group; it waits until all have joined), the replay connector, then waits
+until the workers have caught up (consumer lag zero). It reports posts/s end to end,
+the peak consumer lag per topic and each worker's peak memory and CPU time.
+``--scorer none`` swaps the model for a scorer that does nothing, so the pipeline's own
+cost shows. The last line of output is JSON.
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+from stormwatch import plugins
 from stormwatch.config import Settings
 
 
@@ -31,7 +39,98 @@ def bench_local(path: str, settings: Settings) -> dict[str, object]:
             "incidents": len({a.id for a in result.alerts}), "scorer": settings.scorer}
 
 
-def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float) -> dict[str, object]:
+NULL_SCORER_PLUGIN = "stormwatch.bench.null_scorer"
+
+
+def scorer_env(scorer: str | None, env: dict[str, str]) -> dict[str, str]:
+    """Settings for ``--scorer``: ``none`` is the null scorer, loaded as a plugin everywhere."""
+    if not scorer:
+        return env
+    env = {**env, "STORMWATCH_SCORER": scorer}
+    if scorer == "none":
+        plugins = [p for p in env.get("STORMWATCH_PLUGINS", "").split(",") if p]
+        env["STORMWATCH_PLUGINS"] = ",".join([*plugins, NULL_SCORER_PLUGIN])
+    return env
+
+
+async def group_members(settings: Settings) -> tuple[str, int]:
+    """The worker group's state (``Stable`` once a rebalance is done) and member count."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
+    await admin.start()
+    try:
+        resp = await admin.describe_consumer_groups([settings.app_id])
+        group = resp[0].groups[0]  # (error, group id, state, protocol type, protocol, members, ...)
+        return str(group[2]), len(group[5])
+    except KafkaError as exc:  # no group yet: its coordinator is not known
+        return type(exc).__name__, 0
+    finally:
+        await admin.close()
+
+
+def wait_group(settings: Settings, workers: int, timeout: float, alive: Callable[[], bool]) -> None:
+    """Wait until ``workers`` workers share the group and the rebalance has settled."""
+    deadline = time.monotonic() + timeout
+    stable_since: float | None = None
+    while True:
+        if not alive():
+            raise RuntimeError("a worker exited while joining the group (see its log)")
+        state, n = asyncio.run(group_members(settings))
+        now = time.monotonic()
+        if state == "Stable" and n == workers:
+            stable_since = stable_since or now
+            if now - stable_since >= 3.0:  # and stays so (tables recovered, agents started)
+                return
+        else:
+            stable_since = None
+        if now > deadline:
+            raise TimeoutError(f"group {settings.app_id}: {n} of {workers} workers, state {state}")
+        time.sleep(1.0)
+
+
+def proc_stats(pid: int) -> dict[str, float]:
+    """Peak resident memory (MiB) and CPU seconds of a process, from /proc (Linux)."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                out["peak_rss_mib"] = round(int(line.split()[1]) / 1024, 1)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out["cpu_s"] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    return out
+
+
+class LagSampler(threading.Thread):
+    """Samples the worker group's consumer lag once a second; keeps the peak per topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.peak, self.halt = settings, {}, threading.Event()  # type: ignore[var-annotated]
+
+    def run(self) -> None:
+        from stormwatch.app.lag import consumer_lag
+
+        while not self.halt.is_set():
+            try:
+                lag = asyncio.run(consumer_lag(self.settings))
+            except Exception:  # a sample lost to a busy broker: take the next one
+                lag = {}
+            for topic, n in lag.items():
+                self.peak[topic] = max(self.peak.get(topic, 0), n)
+            self.halt.wait(1.0)
+
+
+def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, workers: int = 1,
+                scorer: str | None = None, base_env: dict[str, str] | None = None,
+                log_dir: str | None = None) -> dict[str, Any]:
+    """Replay ``path`` through ``workers`` worker subprocesses; time it until lag is zero.
+
+    The result's ``alerts`` (the alert records read back) is for tests; ``main`` drops it.
+    """
     from stormwatch.app.lag import wait_caught_up
     from stormwatch.app.topics import ensure_topics
     from stormwatch.ingest.readers import iter_file
@@ -39,37 +138,61 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float) 
     from stormwatch.sinks.console import read_alerts
 
     tag = "bench" + uuid.uuid4().hex[:8]
-    env = {**os.environ, "STORMWATCH_APP_ID": tag, "STORMWATCH_TOPIC_PREFIX": f"{tag}.",
-           "STORMWATCH_PARTITIONS": str(partitions), "STORMWATCH_STATE_DIR": f"var/bench/{tag}"}
+    env = scorer_env(scorer, {**(os.environ if base_env is None else base_env), "STORMWATCH_APP_ID": tag,
+                              "STORMWATCH_TOPIC_PREFIX": f"{tag}.", "STORMWATCH_PARTITIONS": str(partitions)})
     s = Settings.from_env(env)
     asyncio.run(ensure_topics(s, tables=True))
-    worker = subprocess.Popen([sys.executable, "-m", "stormwatch.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    logs = Path(log_dir or f"var/bench/{tag}")
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(workers):
+        # Each worker has its own state folder, as on separate machines.
+        wenv = {**env, "STORMWATCH_STATE_DIR": str(logs / f"state{i}")}
+        with (logs / f"worker{i}.log").open("ab") as fh:
+            procs.append(subprocess.Popen([sys.executable, "-m", "stormwatch.cli", "worker"], env=wenv,
+                                          stdout=fh, stderr=subprocess.STDOUT))
+    sampler = LagSampler(s)
     try:
-        time.sleep(8.0)  # join the group before the first post arrives
+        wait_group(s, workers, min(timeout, 300.0), lambda: all(p.poll() is None for p in procs))
         t0 = time.perf_counter()
+        sampler.start()
         summary = asyncio.run(replay(iter_file(path), s, path))
         t_produced = time.perf_counter() - t0
         asyncio.run(wait_caught_up(s, timeout, settle_s=2.0))
         t_done = time.perf_counter() - t0
+        per_worker = [proc_stats(p.pid) for p in procs]
         alerts = asyncio.run(read_alerts(s, 2.0))
     finally:
-        worker.terminate()
-        worker.wait(60)
+        sampler.halt.set()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
     posts = int(summary["posts"])  # type: ignore[call-overload]
-    return {"mode": "kafka", "posts": posts, "partitions": partitions,
+    return {"mode": "kafka", "posts": posts, "partitions": partitions, "workers": workers,
             "produce_seconds": round(t_produced, 2), "end_to_end_seconds": round(t_done, 2),
             "posts_per_s": round(posts / t_done, 1), "alert_events": len(alerts),
             "incidents": len({a.id for a in alerts}), "scorer": s.scorer,
-            "note": "end_to_end includes up to ~3 s of lag polling"}
+            "peak_lag": dict(sampler.peak),
+            "workers_peak_rss_mib": [w.get("peak_rss_mib") for w in per_worker],
+            "workers_cpu_s": [w.get("cpu_s") for w in per_worker],
+            "note": "end_to_end includes up to ~3 s of lag polling", "alerts": alerts}
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.scorer:
+        # Set for this process and the workers it starts alike.
+        os.environ.update(scorer_env(args.scorer, dict(os.environ)))
     settings = Settings.from_env()
+    plugins.load(settings.plugins)
     if args.mode == "local":
         out = bench_local(args.file, settings)
     else:
-        out = bench_kafka(args.file, settings, args.partitions, args.timeout)
+        out = bench_kafka(args.file, settings, args.partitions, args.timeout, workers=args.workers)
+        out.pop("alerts")
     for k, v in out.items():
         print(f"{k:<20}{v}")
     print(json.dumps(out, sort_keys=True))
