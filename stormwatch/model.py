@@ -480,7 +480,7 @@ _AUTHOR_MEMBER = re.compile(r'("author"\s*:\s*)"(?:[^"\\]|\\.)*"')
 REDACTED = "<redacted>"
 
 
-def raw_text(raw: bytes | str | Mapping[str, Any], limit: int | None = None) -> str:
+def raw_text(raw: Any, limit: int | None = None) -> str:
     """Render a raw input for a dead letter, as text (invalid UTF-8 escaped), author redacted.
 
     A dead letter keeps the rejected input for whoever debugs it, but never an author
@@ -490,6 +490,8 @@ def raw_text(raw: bytes | str | Mapping[str, Any], limit: int | None = None) -> 
     '{"id": 1, "author": "<redacted>", "text": "broken'
     >>> raw_text({"author": "@bob", "text": "x"})
     '{"author": "<redacted>", "text": "x"}'
+    >>> raw_text([{"author": "@carol"}, 3])
+    '[{"author": "<redacted>"}, 3]'
     """
     if isinstance(raw, Mapping):
         if isinstance(raw.get("author"), str):
@@ -497,8 +499,10 @@ def raw_text(raw: bytes | str | Mapping[str, Any], limit: int | None = None) -> 
         text = json.dumps(raw, ensure_ascii=False, default=str)
     elif isinstance(raw, bytes | bytearray | memoryview):
         text = bytes(raw).decode("utf-8", errors="backslashreplace")
-    else:
+    elif isinstance(raw, str):
         text = raw
+    else:  # any other JSON value (a list, a number) that arrived where a post was expected
+        text = json.dumps(raw, ensure_ascii=False, default=str)
     text = _AUTHOR_MEMBER.sub(lambda m: m.group(1) + f'"{REDACTED}"', text)
     if limit is not None and len(text) > limit:
         text = text[:limit]

@@ -44,8 +44,8 @@ from stormwatch.ingest.producer import MAX_REQUEST_BYTES
 from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 from stormwatch.positions import Position, resume_offsets
-from stormwatch.watch import WatchFile
 from stormwatch.sinks.metrics import PipelineMetrics, Telemetry, appended_at, appended_header
+from stormwatch.watch import WatchFile
 
 log = logging.getLogger(__name__)
 
