@@ -68,6 +68,10 @@ class Settings:
     scorer: str = "lexicon"
     scorer_batch: int = 64
     scorer_within: float = 0.5
+    #: aggregate and detect take up to this many records (or what arrives within
+    #: stage_within seconds) per Kafka round trip
+    stage_batch: int = 500
+    stage_within: float = 0.05
     bucket_seconds: int = 60
     lateness_seconds: int = 120
     detector: str = "seasonal-baseline"
@@ -110,6 +114,8 @@ class Settings:
             scorer=env.get("STORMWATCH_SCORER", d.scorer),
             scorer_batch=_int(env, "STORMWATCH_SCORER_BATCH", d.scorer_batch, 1),
             scorer_within=_float(env, "STORMWATCH_SCORER_WITHIN", d.scorer_within),
+            stage_batch=_int(env, "STORMWATCH_STAGE_BATCH", d.stage_batch, 1),
+            stage_within=_float(env, "STORMWATCH_STAGE_WITHIN", d.stage_within),
             bucket_seconds=_int(env, "STORMWATCH_BUCKET_SECONDS", d.bucket_seconds, 1),
             lateness_seconds=_int(env, "STORMWATCH_LATENESS_SECONDS", d.lateness_seconds, 0),
             detector=detector,

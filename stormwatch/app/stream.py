@@ -32,16 +32,18 @@ import asyncio
 import dataclasses
 import json
 import logging
+import weakref
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
+from faust import streams as faust_streams
 from faust.types import TP, EventT
 
 from stormwatch import nlp, plugins
 from stormwatch.config import Settings
 from stormwatch.ingest.producer import MAX_REQUEST_BYTES
-from stormwatch.model import DeadLetter, ScoredPost, SeriesStats, dumps
+from stormwatch.model import Alert, DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
 from stormwatch.positions import Position, resume_offsets
 from stormwatch.sinks.metrics import PipelineMetrics, Telemetry, appended_at, appended_header
@@ -66,6 +68,19 @@ async def delivered(futures: list[Awaitable[Any]]) -> None:
     """Wait until Kafka has acknowledged every send (raises if one failed)."""
     if futures:
         await asyncio.gather(*futures)
+
+
+def in_context_of(event: EventT) -> None:
+    """Make ``event`` the current event of this task while a ``take_events`` batch is handled.
+
+    Faust writes a table change to the changelog partition of the current event, and
+    inside a batch that is not the event being handled (or none at all): each event's
+    state change must go to its own partition, or a rebalance restores it on the wrong
+    worker. Only the task's context variable is set: the stream's ``current_event``
+    attribute is how its background reader pairs the next value with its event, and
+    overwriting it there pairs a new value with an old event.
+    """
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 def _where(event: EventT) -> str:
@@ -215,44 +230,65 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     @app.agent(scored_t, name="aggregate")
     async def aggregate(stream: faust.StreamT) -> None:
         agg = Aggregator(buckets, settings.bucket_seconds, settings.lateness_seconds)
-        async for event in stream.events():
-            try:
-                sp = ScoredPost.from_dict(json.loads(event.value))
-                closed = agg.add(sp, _position(event, sp.source_offset))
-            except Exception as exc:  # a bad record must not stop the stream
-                await to_dlq(dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
-                                         _where(event)))
-                continue
-            if closed:
-                headers = appended_header(appended_at(event.headers, event.message.timestamp))
-                await delivered([await stats_t.send(key=st.series.encode(), value=dumps(st),
-                                                    partition=event.message.partition, headers=headers)
-                                 for st in closed])
-                agg.ack(sp.post.brand)  # only once Kafka has them
+        async for events in stream.take_events(settings.stage_batch, within=settings.stage_within):
+            # Count the whole batch, then send each brand's closed buckets once, wait for Kafka,
+            # acknowledge them in the state and drain the changelog: one round trip per batch,
+            # not per post (a replay closes eight buckets per post). A batch is acknowledged to
+            # Kafka only after this body returns.
+            closed: dict[str, tuple[list[SeriesStats], EventT]] = {}
+            for event in events:
+                in_context_of(event)
+                try:
+                    sp = ScoredPost.from_dict(json.loads(event.value))
+                    pending = agg.add(sp, _position(event, sp.source_offset))
+                except Exception as exc:  # a bad record must not stop the stream
+                    await to_dlq(dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
+                                             _where(event)))
+                    continue
+                if pending:  # all of the brand's unacknowledged buckets, so the latest list wins
+                    closed[sp.post.brand] = (pending, event)
+            sends = []
+            for brand_stats, last in closed.values():  # a brand's posts share one partition
+                headers = appended_header(appended_at(last.headers, last.message.timestamp))
+                sends += [await stats_t.send(key=st.series.encode(), value=dumps(st),
+                                             partition=last.message.partition, headers=headers)
+                          for st in brand_stats]
+            await delivered(sends)
+            for brand, (_, last) in closed.items():
+                in_context_of(last)
+                agg.ack(brand)  # only once Kafka has them
             await changelog_flushed(app)
-            tele.aggregated(event.message.timestamp)
+            for event in events:
+                tele.aggregated(event.message.timestamp)
 
     @app.agent(stats_t, name="detect")
     async def detect(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                st = SeriesStats.from_dict(json.loads(event.value))
-            except Exception as exc:
-                await to_dlq(dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
-                                         _where(event)))
-                continue
-            try:
-                alerts = det.observe(st, _position(event))
-            except Exception as exc:  # a detector bug on one bucket: that bucket only
-                log.exception("detector failed on %s", _where(event))
-                await to_dlq(dead_letter("detect", event.value, "detector_error", repr(exc)[:500],
-                                         _where(event)))
-                continue
-            if alerts:
-                await delivered([await alerts_t.send(key=alert.id.encode(), value=dumps(alert))
-                                 for alert in alerts])
-                det.ack(st.series)  # only once Kafka has them
+        async for events in stream.take_events(settings.stage_batch, within=settings.stage_within):
+            outboxes: dict[str, tuple[list[Alert], EventT]] = {}
+            for event in events:
+                in_context_of(event)
+                try:
+                    st = SeriesStats.from_dict(json.loads(event.value))
+                except Exception as exc:
+                    await to_dlq(dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
+                                             _where(event)))
+                    continue
+                try:
+                    alerts = det.observe(st, _position(event))
+                except Exception as exc:  # a detector bug on one bucket: that bucket only
+                    log.exception("detector failed on %s", _where(event))
+                    await to_dlq(dead_letter("detect", event.value, "detector_error", repr(exc)[:500],
+                                             _where(event)))
+                    continue
+                new = [a for a in alerts if a not in outboxes.get(st.series, ([], event))[0]]
+                if alerts:  # the series' whole outbox: the latest list wins
+                    outboxes[st.series] = (alerts, event)
+                tele.detected(st, det.last, new, event.message.timestamp, appended_at(event.headers))
+            await delivered([await alerts_t.send(key=alert.id.encode(), value=dumps(alert))
+                             for alerts, _ in outboxes.values() for alert in alerts])
+            for series, (_, last) in outboxes.items():
+                in_context_of(last)
+                det.ack(series)  # only once Kafka has them
             await changelog_flushed(app)
-            tele.detected(st, det.last, alerts, event.message.timestamp, appended_at(event.headers))
 
     return app
