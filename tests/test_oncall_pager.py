@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -76,6 +79,35 @@ def test_client_retries_with_backoff_while_alertmanager_is_down() -> None:
         assert len(rx.calls) == 4 and client.sent == 1
     finally:
         rx.close()
+
+
+def test_client_retries_an_answer_cut_short_instead_of_crashing(caplog: pytest.LogCaptureFixture) -> None:
+    # Alertmanager (or a proxy before it) dying mid-answer: the first answer promises 100
+    # bytes and sends 7, the second is whole. The pager must retry, not die of IncompleteRead.
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+    requests: list[bytes] = []
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+
+        def serve() -> None:
+            for answer in answers:
+                conn, _ = srv.accept()
+                with conn:
+                    requests.append(conn.recv(65536))
+                    conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        client = AlertmanagerClient(f"http://127.0.0.1:{srv.getsockname()[1]}", max_backoff_s=1.0)
+        with caplog.at_level(logging.INFO, logger="stormwatch.sinks.alertmanager"):
+            asyncio.run(client.push([{"labels": {"alertname": "x"}}]))
+        server.join(10)
+    assert client.sent == 1 and len(requests) == 2
+    assert all(r.startswith(b"POST /api/v2/alerts ") for r in requests)
+    assert "IncompleteRead" in caplog.text and "retrying in 0.5 s" in caplog.text
+    assert "back: 1 alerts sent after 1 retries" in caplog.text
 
 
 @pytest.mark.slow

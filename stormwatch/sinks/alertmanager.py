@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import logging
 import sys
@@ -230,14 +231,22 @@ class AlertmanagerClient:
             resp.read()
 
     async def push(self, alerts: Sequence[Payload], chunk: int = 200) -> None:
-        """Send all of them; a 4xx answer (a payload Alertmanager refuses) is logged, not retried."""
+        """Send all of them; a 4xx answer (a payload Alertmanager refuses) is logged, not retried.
+
+        Anything else that fails (refused or dropped connection, timeout, 5xx, an answer
+        cut short) is retried with exponential backoff until it is accepted: a re-send is
+        harmless, Alertmanager identifies an alert by its labels.
+        """
         for i in range(0, len(alerts), chunk):
             part = alerts[i:i + chunk]
-            backoff = 0.5
+            backoff, retries, first = 0.5, 0, time.monotonic()
             while True:
                 try:
                     await asyncio.to_thread(self.post_once, part)
                     self.sent += len(part)
+                    if retries:
+                        log.info("Alertmanager at %s back: %d alerts sent after %d retries (%.1f s)",
+                                 self.url, len(part), retries, time.monotonic() - first)
                     break
                 except urllib.error.HTTPError as exc:
                     if 400 <= exc.code < 500:
@@ -245,10 +254,11 @@ class AlertmanagerClient:
                                   exc.read()[:500].decode("utf-8", "replace"))
                         break
                     reason = f"HTTP {exc.code}"
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:  # HTTPException: a broken answer
                     reason = repr(exc)
                 log.warning("Alertmanager at %s unavailable (%s); retrying in %.1f s", self.url, reason,
                             backoff)
+                retries += 1
                 await asyncio.sleep(backoff)
                 backoff = min(self.max_backoff_s, backoff * 2)
 
