@@ -37,12 +37,18 @@ def free_port() -> int:
 
 
 class Receiver:
-    """Records every JSON body POSTed to it, with its path (a webhook target)."""
+    """Records every JSON body POSTed to it, with its path (a webhook target).
+
+    It answers 200, except for the codes in ``status`` first, and 503 while ``down`` is set
+    (a receiver that is out of service); ``codes`` holds the answer given to each call.
+    """
 
     def __init__(self, status: list[int] | None = None) -> None:
         self.calls: list[tuple[str, str, Any]] = []  # (method, path, body)
         self.headers: list[dict[str, str]] = []  # the request headers of each call
+        self.codes: list[int] = []  # the status code answered to each call
         self.status = list(status or [])  # answers to give first (e.g. [503, 503]); then 200
+        self.down = False  # while True, every call is answered 503
         self.lock = threading.Lock()
         receiver = self
 
@@ -55,7 +61,8 @@ class Receiver:
                     receiver.calls.append((self.command, self.path, body))
                     receiver.headers.append(dict(self.headers.items()))
                     answer = receiver.answer(self.command, self.path, body)
-                    code = receiver.status.pop(0) if receiver.status else 200
+                    code = 503 if receiver.down else receiver.status.pop(0) if receiver.status else 200
+                    receiver.codes.append(code)
                 data = json.dumps(answer).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -78,6 +85,12 @@ class Receiver:
     def bodies(self, path: str | None = None) -> list[Any]:
         with self.lock:
             return [b for _, p, b in self.calls if path is None or p == path]
+
+    def delivered(self, path: str) -> list[Any]:
+        """The bodies POSTed to ``path`` that were answered 200 (accepted)."""
+        with self.lock:
+            return [b for (_, p, b), code in zip(self.calls, self.codes, strict=True)
+                    if p == path and code == 200]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -141,11 +154,11 @@ def alertmanager_config(receiver_url: str, group_wait: str = "2s", group_interva
 
 
 @contextmanager
-def alertmanager(tmp: Path, receiver_url: str, **timers: str) -> Iterator[str]:
-    """A real Alertmanager on a free port; yields its base URL."""
+def alertmanager(tmp: Path, receiver_url: str, port: int | None = None, **timers: str) -> Iterator[str]:
+    """A real Alertmanager on ``port`` (default: a free one); yields its base URL."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(receiver_url, **timers)))
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["prometheus-alertmanager", f"--config.file={tmp / 'alertmanager.yml'}",
             f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",

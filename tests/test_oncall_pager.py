@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
+import socket
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +21,7 @@ import pytest
 
 from stormwatch.local import run_file
 from stormwatch.model import Alert
-from stormwatch.sinks.alertmanager import AlertmanagerClient, Pager, to_alertmanager
+from stormwatch.sinks.alertmanager import AlertmanagerClient, Pager, _iso, _ts, to_alertmanager
 from tests.conftest import wait_for
 from tests.oncall_servers import Receiver, alertmanager
 from tests.test_oncall_metrics import slice_file
@@ -64,6 +68,21 @@ def test_a_restarted_pager_pushes_the_state_the_topic_holds(alerts: list[Alert])
     assert pager.firing(now) == []
 
 
+def test_a_brand_wide_resolve_read_with_its_twins_is_pushed_after_theirs(alerts: list[Alert]) -> None:
+    # Pushed first, it would lift the inhibition of the per-channel twin, which would page.
+    last = [a for a in alerts if a.brand == "US Airways"][-4:]
+    assert [(a.channel, a.event) for a in last] == [("*", "open"), ("twitter", "open"),
+                                                    ("*", "resolve"), ("twitter", "resolve")]
+    pager = Pager()
+    opened = pager.apply_batch([a.to_dict() for a in last[:2]], now=0.0)
+    assert [p["labels"]["channel"] for p in opened] == ["all", "twitter"]  # not reordered
+    resolved = pager.apply_batch([a.to_dict() for a in last[2:]], now=0.0)
+    assert [(p["labels"]["channel"], p["endsAt"]) for p in resolved] == [
+        ("twitter", last[3].to_dict()["at"]), ("all", last[2].to_dict()["at"])]
+    with pytest.raises(KeyError):
+        pager.apply_batch([{"id": "x"}], now=0.0)
+
+
 def test_client_retries_with_backoff_while_alertmanager_is_down() -> None:
     rx = Receiver(status=[503, 503])
     try:
@@ -76,6 +95,62 @@ def test_client_retries_with_backoff_while_alertmanager_is_down() -> None:
         assert len(rx.calls) == 4 and client.sent == 1
     finally:
         rx.close()
+
+
+def test_a_retried_firing_alert_is_sent_with_its_end_moved_on_and_a_resolve_as_it_was() -> None:
+    # An outage longer than a firing alert's lead (endsAt) must not make it arrive expired.
+    rx = Receiver(status=[503, 503])
+    try:
+        now = time.time()
+        firing = {"labels": {"alertname": "x", "alert_id": "a"}, "endsAt": _iso(now + 10)}
+        resolved = {"labels": {"alertname": "x", "alert_id": "b"}, "endsAt": "2015-02-22T22:52:00Z"}
+        client = AlertmanagerClient(rx.url, max_backoff_s=1.0)
+        asyncio.run(client.push([firing, resolved]))
+        assert rx.codes == [503, 503, 200]
+        sent = {a["labels"]["alert_id"]: a["endsAt"] for a in rx.bodies()[-1]}
+        assert sent["b"] == resolved["endsAt"]
+        moved = _ts(sent["a"]) - _ts(firing["endsAt"])
+        assert 1 <= moved <= 4, moved  # 0.5 + 1 s of backoff, whole seconds
+        assert rx.bodies()[0][0]["endsAt"] == firing["endsAt"]  # the first try: as made
+    finally:
+        rx.close()
+
+
+def test_client_retries_an_answer_cut_short_instead_of_crashing(caplog: pytest.LogCaptureFixture) -> None:
+    # Alertmanager (or a proxy before it) dying mid-answer: the first answer promises 100
+    # bytes and sends 7, the second is whole. The pager must retry, not die of IncompleteRead.
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+    requests: list[bytes] = []
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+
+        def serve() -> None:
+            for answer in answers:
+                conn, _ = srv.accept()
+                with conn:  # read the whole request first: closing on unread data resets it
+                    raw = b""
+                    while b"\r\n\r\n" not in raw:
+                        raw += conn.recv(65536)
+                    head, body = raw.split(b"\r\n\r\n", 1)
+                    length = re.search(rb"Content-Length: (\d+)", head, re.I)
+                    assert length, head
+                    while len(body) < int(length.group(1)):
+                        body += conn.recv(65536)
+                    requests.append(raw)
+                    conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        client = AlertmanagerClient(f"http://127.0.0.1:{srv.getsockname()[1]}", max_backoff_s=1.0)
+        with caplog.at_level(logging.INFO, logger="stormwatch.sinks.alertmanager"):
+            asyncio.run(client.push([{"labels": {"alertname": "x"}}]))
+        server.join(10)
+    assert client.sent == 1 and len(requests) == 2
+    assert all(r.startswith(b"POST /api/v2/alerts ") for r in requests)
+    assert "IncompleteRead" in caplog.text and "retrying in 0.5 s" in caplog.text
+    assert "back: 1 alerts sent after 1 retries" in caplog.text
 
 
 @pytest.mark.slow

@@ -44,13 +44,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import logging
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +68,9 @@ ALERTNAME = "StormwatchCrisis"
 DEFAULT_RUNBOOK = "docs/oncall.md#stormwatchcrisis"
 #: A firing alert's endsAt lies this many re-send intervals ahead (missed re-sends tolerated).
 ENDS_AHEAD = 5
+#: After a fetch, the pager goes on reading what follows at once (gaps < 0.25 s) for at most
+#: this long, so that records written together are pushed together (see Pager.apply_batch).
+DRAIN_S = 2.0
 Payload = dict[str, Any]
 
 
@@ -198,6 +202,37 @@ class Pager:
         return [self._payload(inc, now, sev, False)] + [self._payload(inc, now, s, True)
                                                         for s in inc.severities if s != sev]
 
+    def apply_batch(self, alerts: Sequence[Any], now: float,
+                    skip: Callable[[int, Exception], None] | None = None) -> list[Payload]:
+        """Take records read together; return their pushes, a brand-wide incident's resolve
+        after all the others. (Alertmanager inhibits a per-channel incident while its
+        brand-wide one fires: were the brand-wide resolve pushed first, the per-channel one
+        would be uninhibited for a moment, and page, just before its own resolve arrives.)
+        A record that is not an alert raises, or is passed to ``skip`` with its index.
+
+        >>> pager = Pager()
+        >>> rec = {"event": "resolve", "brand": "A", "severity": "warning",
+        ...        "started_at": "2015-02-22T22:22:00Z", "at": "2015-02-22T22:52:00Z", "observed": 1,
+        ...        "expected": 1, "lower": 0, "upper": 2, "score": 0.1, "detector": "d", "threshold": 0.85}
+        >>> wide, twin = {**rec, "id": "A/*@x", "channel": "*"}, {**rec, "id": "A/tw@x", "channel": "tw"}
+        >>> [p["labels"]["alert_id"] for p in pager.apply_batch([wide, ["bad"], twin], 0, print)]
+        1 list indices must be integers or slices, not str
+        ['A/tw@x', 'A/*@x']
+        """
+        pushes: list[Payload] = []
+        last: list[Payload] = []
+        for i, alert in enumerate(alerts):
+            try:
+                out = self.apply(alert, now)
+            except (ValueError, KeyError, TypeError) as exc:
+                if skip is None:
+                    raise
+                skip(i, exc)
+                continue
+            brand_wide_resolve = alert["event"] == "resolve" and alert["channel"] == ALL_CHANNELS
+            (last if brand_wide_resolve else pushes).extend(out)
+        return pushes + last
+
     def firing(self, now: float) -> list[Payload]:
         """Re-sends for every incident still open."""
         return [self._payload(inc, now, str(inc.last["severity"]), False)
@@ -212,6 +247,29 @@ class Pager:
             if inc.last["event"] == "resolve" and _ts(str(inc.last["at"])) >= newest - self.resolved_window_s:
                 out += [self._payload(inc, now, s, True) for s in inc.severities]
         return out
+
+
+def extend_firing(alerts: Sequence[Payload], made: float, now: float) -> list[Payload]:
+    """The alerts as they should be sent at ``now`` when they were made at ``made``: a firing
+    alert's ``endsAt`` (ahead of ``made``) moves on by the time spent retrying, so that an
+    alert held back by an outage longer than its lead does not arrive already expired (and
+    briefly resolved); a resolved one (``endsAt`` not ahead) is left as it is.
+
+    >>> made = _ts("2026-03-02T10:00:00Z")
+    >>> out = extend_firing([{"endsAt": "2026-03-02T10:05:00Z"}, {"endsAt": "2026-03-02T09:58:00Z"}, {}],
+    ...                     made, made + 600)
+    >>> out
+    [{'endsAt': '2026-03-02T10:15:00Z'}, {'endsAt': '2026-03-02T09:58:00Z'}, {}]
+    """
+    if now <= made:
+        return list(alerts)
+    out: list[Payload] = []
+    for a in alerts:
+        ends = a.get("endsAt")
+        if isinstance(ends, str) and _ts(ends) > made:
+            a = {**a, "endsAt": _iso(_ts(ends) + now - made)}
+        out.append(a)
+    return out
 
 
 class AlertmanagerClient:
@@ -230,14 +288,23 @@ class AlertmanagerClient:
             resp.read()
 
     async def push(self, alerts: Sequence[Payload], chunk: int = 200) -> None:
-        """Send all of them; a 4xx answer (a payload Alertmanager refuses) is logged, not retried."""
+        """Send all of them; a 4xx answer (a payload Alertmanager refuses) is logged, not retried.
+
+        Anything else that fails (refused or dropped connection, timeout, 5xx, an answer
+        cut short) is retried with exponential backoff until it is accepted: a re-send is
+        harmless, Alertmanager identifies an alert by its labels. Each retry sends firing
+        alerts with ``endsAt`` moved on by the time spent (:func:`extend_firing`).
+        """
         for i in range(0, len(alerts), chunk):
             part = alerts[i:i + chunk]
-            backoff = 0.5
+            backoff, retries, first, wall = 0.5, 0, time.monotonic(), time.time()
             while True:
                 try:
-                    await asyncio.to_thread(self.post_once, part)
+                    await asyncio.to_thread(self.post_once, extend_firing(part, wall, time.time()))
                     self.sent += len(part)
+                    if retries:
+                        log.info("Alertmanager at %s back: %d alerts sent after %d retries (%.1f s)",
+                                 self.url, len(part), retries, time.monotonic() - first)
                     break
                 except urllib.error.HTTPError as exc:
                     if 400 <= exc.code < 500:
@@ -245,10 +312,11 @@ class AlertmanagerClient:
                                   exc.read()[:500].decode("utf-8", "replace"))
                         break
                     reason = f"HTTP {exc.code}"
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:  # HTTPException: a broken answer
                     reason = repr(exc)
                 log.warning("Alertmanager at %s unavailable (%s); retrying in %.1f s", self.url, reason,
                             backoff)
+                retries += 1
                 await asyncio.sleep(backoff)
                 backoff = min(self.max_backoff_s, backoff * 2)
 
@@ -280,18 +348,27 @@ async def run(settings: Settings, client: AlertmanagerClient, pager: Pager,
         last_resend = time.monotonic()
         while not stop.is_set():
             batch = await consumer.getmany(*tps, timeout_ms=1000)
-            pushes: list[Payload] = []
+            if batch and caught_up:
+                # Records written together (a brand-wide resolve and its per-channel twins', on
+                # different partitions) may come in separate fetches: take what follows at once.
+                deadline = time.monotonic() + DRAIN_S
+                while time.monotonic() < deadline and (more := await consumer.getmany(*tps, timeout_ms=250)):
+                    for tp, recs in more.items():
+                        batch.setdefault(tp, []).extend(recs)
+            read: list[tuple[str, Any]] = []
             for records in batch.values():
                 for rec in records:
+                    where = f"{rec.topic}:{rec.partition}:{rec.offset}"
                     try:
-                        alert = json.loads(rec.value)
-                        out = pager.apply(alert, time.time())
-                    except (ValueError, KeyError, TypeError) as exc:
-                        log.warning("skipping a bad alert record at %s:%d:%d: %r", rec.topic, rec.partition,
-                                    rec.offset, exc)
-                        continue
-                    if caught_up:
-                        pushes += out
+                        read.append((where, json.loads(rec.value)))
+                    except ValueError as exc:
+                        log.warning("skipping a bad alert record at %s: %r", where, exc)
+
+            def skip(i: int, exc: Exception, read: list[tuple[str, Any]] = read) -> None:
+                log.warning("skipping a bad alert record at %s: %r", read[i][0], exc)
+
+            out = pager.apply_batch([a for _, a in read], time.time(), skip)
+            pushes: list[Payload] = out if caught_up else []
             if not caught_up:
                 positions = {tp: await consumer.position(tp) for tp in tps}
                 if all(positions[tp] >= ends[tp] for tp in tps):

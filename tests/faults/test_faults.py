@@ -1,4 +1,5 @@
-"""Faults against the real broker and workers: poison, slow batches, a killed worker, a broker restart.
+"""Faults against the real broker and workers: poison, slow batches, a killed worker, a broker
+restart, and Alertmanager or its webhook receiver down (the paging path).
 
 The pipeline's guarantee (docs/architecture.md, "Delivery guarantee"): at least once
 from Kafka, applied once by the stateful stages, alerts idempotent by id. Each test here
@@ -9,8 +10,10 @@ lost, nothing counted twice) and every incident is paged once. Workers load the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -19,9 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from stormwatch.app.topics import ensure_topics
 from stormwatch.config import REPO_ROOT
-from tests.conftest import cli, wait_for
+from stormwatch.local import run_file
+from stormwatch.model import Alert, dumps
+from tests.conftest import cli, settings_of, wait_for
 from tests.faults.faulty import POISON_COUNT
 from tests.integration.test_kafka_pipeline import (
     alerts_of,
@@ -31,6 +38,9 @@ from tests.integration.test_kafka_pipeline import (
     stats_of,
     values,
 )
+from tests.integration.test_oncall_e2e import Pager as PagerProcess
+from tests.oncall_servers import Receiver, alertmanager, free_port
+from tests.test_oncall_metrics import slice_file
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -152,3 +162,111 @@ def test_broker_restart_mid_replay_recovers_by_itself_and_loses_nothing(env, wor
         kafka_sh("start", port)  # whatever happened, leave a broker for the other tests
     assert w.alive(), w.log.read_text()[-3000:]
     print(f"broker away for {outage[0]:.1f} s; nothing lost")
+
+
+def publish_alerts(env: dict[str, str], alerts: list[Alert]) -> None:
+    """Alert records onto the (compacted, keyed by id) alerts topic, as the worker writes them."""
+    settings = settings_of(env)
+
+    async def send() -> None:
+        await ensure_topics(settings)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=True)
+        await producer.start()
+        try:
+            sent = [await producer.send(settings.topic("alerts"), key=a.id.encode(), value=dumps(a))
+                    for a in alerts]  # all at once, as a worker closing a bucket writes them
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+#: The receivers every crisis alert of a US Airways incident goes to (deploy/alertmanager).
+CRISIS_PATHS = ("/crisis-webhook", "/social-slack", "/airlines-slack")
+_RETRY = re.compile(r"unavailable \((.*)\); retrying in (\d+(?:\.\d+)?) s")
+
+
+def notified(rx: Receiver, path: str, status: str) -> Counter[str]:
+    """Alert ids in the notifications ``path`` accepted (answered 200) with ``status``."""
+    return Counter(a["labels"]["alert_id"] for n in rx.delivered(path) for a in n["alerts"]
+                   if a["status"] == status)
+
+
+def test_alertmanager_then_its_webhook_receiver_down_for_a_while_pages_once_when_back(env, data, tmp_path):
+    # Real Alert records: the local runner over a slice of the airline posts. The topic first
+    # holds everything up to the last incident's opening (an earlier incident already resolved,
+    # the last one firing); its resolve comes later, while the webhook receiver is down.
+    alerts = run_file(slice_file(data, tmp_path / "slice.jsonl")).alerts
+    cut = max(i for i, a in enumerate(alerts) if a.event == "open") + 1
+    firing = [a.id for a in alerts[:cut] if a.event == "open" and a.channel == "*"][-1]
+    resolved_before = {a.id for a in alerts[:cut] if a.event == "resolve"}
+    assert resolved_before and [a.event for a in alerts[cut:]] == ["resolve"] * len(alerts[cut:]) != []
+    publish_alerts(env, alerts[:cut])
+
+    # The receiver stands in for Slack and the generic webhook (SaaS that cannot be reached
+    # from here); Alertmanager is the real one, but not started yet: its port is closed.
+    rx = Receiver()
+    am_port = free_port()
+    am_url = f"http://127.0.0.1:{am_port}"
+    pager = PagerProcess(env, am_url, "http://127.0.0.1:9464", tmp_path / "pager.log")
+    log = tmp_path / "pager.log"
+
+    def retries() -> list[tuple[str, float]]:
+        text = log.read_text() if log.exists() else ""
+        return [(m.group(1), float(m.group(2))) for m in _RETRY.finditer(text)]
+
+    try:
+        t0 = time.monotonic()
+        pager.start()
+        # Five failed pushes (0.5 + 1 + 2 + 4 s of backoff so far, 8 s next), 4 s more: then
+        # start it (about 12 s closed), leaving it ~4 s to be ready before the next retry.
+        wait_for(lambda: len(retries()) >= 5, 60, 0.2, "five retries of the pager")
+        time.sleep(4)
+        assert pager.proc is not None and pager.proc.poll() is None, log.read_text()[-3000:]
+        with alertmanager(tmp_path / "am", rx.url, port=am_port) as am:
+            assert am == am_url
+            am_up = time.monotonic()
+            wait_for(lambda: all(notified(rx, p, "firing")[firing] for p in CRISIS_PATHS), 60, 0.2,
+                     f"the page of {firing}")
+            paged = time.monotonic()
+            delays = [d for _, d in retries()]
+            assert delays[:5] == [0.5, 1.0, 2.0, 4.0, 8.0] and all(d <= 30 for d in delays), delays
+            assert all("Connection refused" in reason for reason, _ in retries())
+            # (its log line may come a moment after the page: old alerts skip group_wait)
+            back = wait_for(lambda: re.search(r"back: \d+ alerts sent after (\d+) retries \((\d+\.\d) s\)",
+                                              log.read_text()), 10, 0.1, "the pager's log saying it is back")
+            assert isinstance(back, re.Match) and int(back.group(1)) == len(delays), log.read_text()[-3000:]
+
+            # Now Alertmanager is up but its webhook receiver answers 503: the resolve is
+            # retried by Alertmanager itself and accepted once the receiver is back.
+            rx.down = True
+            failed_before = rx.codes.count(503)
+            publish_alerts(env, alerts[cut:])
+            wait_for(lambda: rx.codes.count(503) - failed_before >= 2 * len(CRISIS_PATHS), 60, 0.2,
+                     "Alertmanager retrying the webhook")
+            time.sleep(max(0.0, 8 - (time.monotonic() - paged)))  # the receiver is down ~8 s
+            rx.down = False
+            receiver_back = time.monotonic()
+            wait_for(lambda: all(notified(rx, p, "resolved")[firing] for p in CRISIS_PATHS), 60, 0.2,
+                     f"the resolve of {firing}")
+            resolved_at = time.monotonic()
+            time.sleep(5)  # more than two group intervals and pager re-sends: a repeat would show
+            assert pager.proc.poll() is None, log.read_text()[-3000:]
+    finally:
+        pager.stop()
+        rx.close()
+
+    for path in CRISIS_PATHS:
+        # Exactly one firing and one resolved notification, for the incident that was open;
+        # the per-channel twin is inhibited, the already resolved incident is never paged.
+        assert notified(rx, path, "firing") == {firing: 1}, (path, rx.delivered(path))
+        assert notified(rx, path, "resolved") == {firing: 1}, (path, rx.delivered(path))
+        assert not resolved_before & (set(notified(rx, path, "firing")) | set(notified(rx, path, "resolved")))
+    failed = [n for (_, p, n), code in zip(rx.calls, rx.codes, strict=True) if code == 503]
+    assert failed and all(a["status"] == "resolved" for n in failed for a in n["alerts"])
+    print(f"Alertmanager's port closed for {am_up - t0:.1f} s from the pager's start; the pager got through "
+          f"after {len(retries())} retries, {back.group(2)} s after its first try; the page went out "
+          f"{paged - am_up:.1f} s after Alertmanager was up. Webhook receiver down "
+          f"{receiver_back - paged:.1f} s: {len(failed)} notification attempts refused; the resolve "
+          f"accepted {resolved_at - receiver_back:.1f} s after it was back.")
