@@ -140,9 +140,10 @@ def summary_table(result: RunResult, out: TextIO) -> None:
         if a.event == "resolve":
             row["end"] = a.at.isoformat()
     if incidents:
-        out.write(f"\n{'incident':<42}{'severity':<10}{'resolved at':<26}\n")
+        width = max(42, 2 + max(len(aid) for aid in incidents))  # "...#topic" ids are longer
+        out.write(f"\n{'incident':<{width}}{'severity':<10}{'resolved at':<26}\n")
         for aid, row in incidents.items():
-            out.write(f"{aid:<42}{row['severity']:<10}{row['end']:<26}\n")
+            out.write(f"{aid:<{width}}{row['severity']:<10}{row['end']:<26}\n")
 
 
 def main(args: argparse.Namespace) -> int:

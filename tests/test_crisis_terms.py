@@ -140,3 +140,23 @@ def test_topic_watch_needs_a_warm_baseline_and_no_volume_incident_and_cools_down
     assert all(w.step(i, hot, 1000, False) is None for i in range(9, 14))  # cooldown
     assert w.step(14, hot, 1000, False)[0] == "open"
     assert TopicWatch.from_state(w.state_dict()).state_dict() == w.state_dict()
+
+
+def test_everyday_terms_that_rise_a_little_are_no_burst_terms():
+    # US Airways 2015-02-22 22:22 (trimmed): "flight" is in 44 % of the window's posts
+    # and 31 % of the baseline's; that lift (1.4x) is no burst, "bag" (4.7x) is.
+    base = {"flight": 195.8, "bag": 27.0, "service": 57.9}
+    recent = {"flight": 11, "bag": 5, "service": 3}
+    rows = burst_terms(recent, 25, base, 631.4)
+    assert [r["term"] for r in rows] == ["bag"]
+    assert rows[0]["ratio"] >= 2 and rows[0]["score"] >= 3.84
+    # a big lift on too little evidence (G² under the 5 % level) is left out too
+    assert burst_terms({"gate": 3}, 25, {"gate": 20.0}, 631.4) == []
+    # the thresholds are parameters: 0 keeps every rising term (the earlier behaviour)
+    assert [r["term"] for r in burst_terms(recent, 25, base, 631.4, min_ratio=0, min_score=0)] == \
+        ["bag", "flight", "service"]
+
+
+def test_tokens_fold_short_forms_and_drop_modal_verbs():
+    assert tokens("Stuck 3 hrs, may miss my connection, 45 mins on hold", "en") == \
+        ["connection", "hold", "hour", "minute", "miss", "stuck"]

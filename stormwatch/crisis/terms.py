@@ -3,16 +3,19 @@
 Posts are cut into lower-case word terms (handles, links, numbers and stop words out);
 each term counts once per post, so counts are "posts that mention the term". A
 window's counts are compared with the series' baseline by Dunning's log-likelihood
-ratio (G²) on the 2×2 table *posts with / without the term* × *window / baseline*,
-keeping only terms more frequent in the window than before; ties go by term, so the
+ratio (G²) on the 2×2 table *posts with / without the term* × *window / baseline*.
+A term is kept only when it really burst: its share of posts at least ``min_ratio``
+(2) times its baseline share and its G² at least ``min_score`` (3.84, the 5 % level
+of a χ² test with one degree of freedom) — so an everyday term ("flight") that a busy
+window merely mentions a little more often is no burst term. Ties go by term, so the
 ranking is the same in every runtime.
 
->>> tokens("@united My flight was Cancelled Flightled AGAIN!!! #fail http://t.co/x 3 hours")
+>>> tokens("@united My flight was Cancelled Flightled AGAIN!!! #fail http://t.co/x 3 hrs")
 ['cancelled', 'fail', 'flight', 'flightled', 'hour']
 >>> base = {"flight": 300.0, "bag": 40.0, "thanks": 200.0}
 >>> recent = {"flight": 30, "computer": 12, "system": 9, "thanks": 3}
->>> [t["term"] for t in burst_terms(recent, 60, base, 1000.0, top=3)]
-['computer', 'system', 'flight']
+>>> [t["term"] for t in burst_terms(recent, 60, base, 1000.0, top=3)]  # flight: 50 % vs 30 %
+['computer', 'system']
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ so some such than that that's the their theirs them themselves then there these 
 those through to too under until up us very was wasn't we we're were weren't what when where which
 while who whom why will with won't would you you're your yours yourself yourselves im ive dont cant
 amp yes ok okay hi hey please thank thanks via rt also still one even really u ur
+may might must shall pls plz
 """.split())  # noqa: SIM905
 
 STOPWORDS_DE = frozenset("""
@@ -65,6 +69,9 @@ def _singular(w: str) -> str:
         return w[:-3] + "y"
     return w[:-1]
 
+#: English short forms folded into their word (after plural folding).
+_FOLD_EN = {"hrs": "hour", "mins": "minute"}
+
 STOPWORDS = {"en": STOPWORDS_EN, "de": STOPWORDS_DE}
 _ALL_STOPWORDS = STOPWORDS_EN | STOPWORDS_DE
 
@@ -79,7 +86,7 @@ def tokens(text: str, lang: str | None = None) -> list[str]:
         if len(w) < 3 or w in stop:
             continue
         if lang in (None, "en"):
-            w = _singular(w)
+            w = _FOLD_EN.get(w, _singular(w))
         out[w] = None
         if len(out) >= MAX_TERMS_PER_POST:
             break
@@ -107,11 +114,13 @@ def g2(a: float, n1: float, c: float, n2: float) -> float:
 
 def burst_terms(recent: Mapping[str, float], recent_docs: float, base: Mapping[str, float],
                 base_docs: float, top: int = 10, min_count: float = 3.0,
-                smoothing: float = 0.5) -> list[dict[str, Any]]:
+                smoothing: float = 0.5, min_ratio: float = 2.0,
+                min_score: float = 3.84) -> list[dict[str, Any]]:
     """The ``top`` terms whose share of posts rose most clearly against the baseline.
 
     ``recent``/``base`` map term → posts that mention it; ``*_docs`` are the post totals.
-    A term needs ``min_count`` window posts; baseline counts get ``smoothing`` added so a
+    A term needs ``min_count`` window posts, a share ``min_ratio`` times its baseline
+    share and a G² of ``min_score``; baseline counts get ``smoothing`` added so a
     term never seen before has a finite ratio. Each row: term, count, share,
     baseline_share, ratio (share / baseline share) and score (G²), rounded.
     """
@@ -125,9 +134,11 @@ def burst_terms(recent: Mapping[str, float], recent_docs: float, base: Mapping[s
         share = count / recent_docs
         c = base.get(term, 0.0) + smoothing
         base_share = min(c / base_n, 1.0)
-        if share <= base_share:
+        if share <= base_share or share < min_ratio * base_share:
             continue
         score = g2(float(count), float(recent_docs), c, base_n)
+        if score < min_score:
+            continue
         rows.append((-round(score, 6), term, count, share, base_share))
     rows.sort()
     return [{"term": term, "count": count, "share": round(share, 4), "baseline_share": round(bs, 5),
