@@ -269,8 +269,10 @@ def test_ensemble_state_is_bounded():
 
 def test_ensemble_leaves_the_seasonal_defaults_alone():
     # the inner baseline gets the seasonal parameters minus its cooldown (the ensemble's own)
+    # (and weekend hours borrow their weekday twins' offsets unless told otherwise)
     det = SeasonalEnsemble(seasonal={"alpha": 0.002, "cooldown": 99.0})
-    assert det.params()["seasonal"] == {"alpha": 0.002}
+    assert det.params()["seasonal"] == {"borrow": True, "alpha": 0.002}
+    assert SeasonalEnsemble(seasonal={"borrow": False}).params()["seasonal"] == {"borrow": False}
     assert det._inner.cooldown == 0.0 and SeasonalBaseline().cooldown == 43200.0
 
 
@@ -292,3 +294,95 @@ def test_ensemble_energy_record_alarms_on_a_burst_beyond_every_burst():
     assert burst[1] >= 0.5 and burst[0] < 0.5
     none = _quiet_then(SeasonalEnsemble(**{**quiet, "var_score": 0.0}), 500, [10.0, 40.0, 10.0])
     assert max(none) < 0.5
+
+
+# the ensemble's settling period, daily recurrence and silent count runs; the baseline's borrowing
+ENSEMBLE_ALL = {"seasonal": {"warmup": 5}, "freeze": 5, "cooldown": 600.0, "settle": 8,
+                "daily_tol": 20_000.0, "daily_days": 2, "daily_keep": 3}
+
+
+@settings(max_examples=40, deadline=None)
+@given(raw=series, cut=st.integers(min_value=0, max_value=60), zero_runs=st.booleans())
+def test_ensemble_new_state_restores_and_scores_stay_in_unit_interval(raw, cut, zero_runs):
+    # hours between rows (×12): alarms a day or two apart occur, so the kept alarm times matter
+    obs = [{**x, "t": x["t"] * 12.0} for x in observations(raw)]
+    cut = min(cut, len(obs))
+    det = SeasonalEnsemble(**ENSEMBLE_ALL, zero_runs=zero_runs)
+    head = [det.update(x) for x in obs[:cut]]
+    saved = json.loads(json.dumps(det.state_dict(), allow_nan=False))
+    assert len(saved["state"]["recent"]) <= 3
+    twin = restore(saved)
+    rest = obs[cut:]
+    a, b = [twin.update(x) for x in rest], [det.update(x) for x in rest]
+    assert a == b and twin.state_dict() == det.state_dict()
+    assert all(0.0 <= s <= 1.0 for s in head + a)
+
+
+def test_ensemble_alarms_while_settling_do_not_lower_a_later_rank():
+    # an alarm at row 50 (inside `settle`), then another at row 450: with settle the later
+    # alarm's gap counts from the start (451 rows), without it from the early alarm (400 rows)
+    def later(settle):
+        det = SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, settle=settle, cooldown=3600.0)
+        day = [10.0, 12.0, 11.0, 9.0, 10.0, 11.0, 12.0, 10.0, 9.0, 11.0]
+        spikes = {50: 80.0, 450: 200.0}  # each beyond every value before it
+        scores = [det.update({"t": 300.0 * i, "value": spikes.get(i, day[i % 10])}) for i in range(451)]
+        assert scores[50] >= 0.5  # the early alarm happens either way
+        return scores[450]
+
+    with_settle, without = later(300), later(0)
+    assert 0.5 <= without < with_settle < 1.0
+    gap_part = 0.25 * (math.exp(-400 / 500) - math.exp(-451 / 500))  # ½ mix (g(451) − g(400))
+    assert with_settle - without == pytest.approx(gap_part, abs=1e-9)
+
+
+def test_ensemble_daily_alarm_ranks_as_no_news():
+    # the same spike 24 h after an alarm (a daily job) ranks below one 30 h after it
+    def again(hours):
+        det = SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, settle=0, cooldown=3600.0)
+        day = [10.0, 12.0, 11.0, 9.0, 10.0, 11.0, 12.0, 10.0, 9.0, 11.0]
+        for i in range(600):
+            det.update({"t": 300.0 * i, "value": day[i % 10]})
+        first = det.update({"t": 300.0 * 600, "value": 80.0})
+        rows = int(hours * 12)
+        for k in range(1, rows):
+            det.update({"t": 300.0 * (600 + k), "value": day[k % 10]})
+        return first, det.update({"t": 300.0 * (600 + rows), "value": 200.0})
+
+    first, daily = again(24)
+    _, other = again(30)
+    assert first >= 0.5 and 0.5 <= daily < other
+    off = SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, daily_tol=0.0)
+    assert not off._daily(86400.0)  # tolerance 0: the check is off (and is never consulted)
+
+
+def test_ensemble_a_run_of_zero_counts_is_silence_not_a_stuck_sensor():
+    # counts 0..3 (never the same twice in a row), then 14 rows without posts:
+    # no stuck-value alarm unless zero_runs=True
+    def tail(**kw):
+        det = SeasonalEnsemble(seasonal={"warmup": 20}, freeze=20, var_score=0.0, **kw)
+        for i in range(500):
+            det.update({"t": 300.0 * i, "value": float(i % 4)})
+        return [det.update({"t": 300.0 * (500 + k), "value": 0.0}) for k in range(14)]
+
+    assert max(tail()) < 0.5
+    assert [k for k, s in enumerate(tail(zero_runs=True)) if s >= 0.5] == [9]
+
+
+def test_seasonal_borrow_starts_weekend_hours_from_their_weekday_twins():
+    # a busy 09–17 h every day; five weekdays seen, then the first Saturday: without borrowing
+    # the weekend slots start at 0 and the first busy hour looks like a burst
+    monday = 4 * 86400.0  # 1970-01-05 was a Monday
+
+    def saturday(borrow):
+        det = SeasonalBaseline(borrow=borrow, cooldown=0.0)
+        out = []
+        for i in range(6 * 288):
+            t = monday + 300.0 * i
+            hour = int(t // 3600) % 24
+            s = det.update({"t": t, "value": 150.0 if 9 <= hour < 17 else 100.0})
+            if i >= 5 * 288:
+                out.append(s)
+        return max(out)
+
+    assert saturday(False) > 0.7 and saturday(True) < 0.1
+    assert SeasonalBaseline().params()["borrow"] is False  # the product default is unchanged

@@ -17,7 +17,8 @@ class SeasonalEnsemble(Detector):
     """Four views of one series, one alarm decision, and a score that ranks the alarms.
 
     1. **Level/spike view**: :class:`~stormwatch.detectors.seasonal.SeasonalBaseline`
-       (its own cooldown off), giving a score ``s`` in [0, 1).
+       (its own cooldown off; ``borrow`` on unless ``seasonal`` says otherwise: a
+       weekend hour starts from its weekday twin's offset), giving a score ``s`` in [0, 1).
     2. **Shape view**: each value is quantised into ``levels`` bins over the range
        of the first ``freeze`` observations (values beyond it fall into one bin
        below or above), and the last ``window`` bins form a pattern. A pattern never
@@ -27,7 +28,9 @@ class SeasonalEnsemble(Detector):
        patterns exist, so the memory is bounded (512 integers with the defaults).
     3. **Stuck-value view**: the first row of a run of identical values longer than
        ``run_ratio`` × every finished run so far (and at least ``min_run`` rows)
-       scores ``run_score`` (a flat-lined sensor, a feed that stopped).
+       scores ``run_score`` (a flat-lined sensor). In a count series a run of
+       zeros is silence (no posts), not a stuck sensor, and is skipped unless
+       ``zero_runs``.
     4. **Energy view**: ``e`` = EW average (weight ``var_alpha``) of the squared
        residual ``z²`` of the baseline (``z`` clipped at 10); the row where one step
        lifts ``e`` above ``var_ratio`` × its record scores ``var_score`` (a burst far
@@ -39,11 +42,15 @@ class SeasonalEnsemble(Detector):
        or since the start) and ``u = (s − alarm)/(1 − alarm)``. So an alarm in a
        series that has been quiet for a long time outranks one in a series that
        alarms every day, and a threshold above 0.5 drops the latter first. Below
-       the alarm level the score is ``0.5 s / alarm`` (< 0.5).
+       the alarm level the score is ``0.5 s / alarm`` (< 0.5). Alarms in the first
+       ``settle`` observations (a model still settling) do not reset the gap. An
+       alarm 1 … ``daily_days`` days (± ``daily_tol`` seconds) after one of the last
+       ``daily_keep`` alarms recurs at the same hour (a daily job): it gets ``g = 0``.
 
     Views 2–4 start after ``freeze`` observations. Reads ``t`` (epoch seconds) and
     ``value``. Strictly causal; state: the seasonal baseline's ~60 floats, the set
-    of patterns seen and ten numbers. A view is switched off with a score of 0
+    of patterns seen, ten numbers and the times of the last ``daily_keep``
+    alarms. A view is switched off with a score of 0
     (``gate > 1``, ``run_score=0``, ``var_score=0``).
 
     Parameters
@@ -63,6 +70,12 @@ class SeasonalEnsemble(Detector):
         Alarm level of the combined score, and seconds of silence after an alarm.
     tau, mix
         Rank of an alarm: gap scale (observations) and weight of the gap vs the evidence.
+    settle
+        Observations whose alarms do not count as the previous alarm for the gap.
+    daily_tol, daily_days, daily_keep
+        Daily recurrence (``daily_tol=0``: off).
+    zero_runs
+        Whether a run of zero counts can be a stuck value.
 
     Examples
     --------
@@ -98,12 +111,20 @@ class SeasonalEnsemble(Detector):
         var_score: float = 0.95,
         var_alpha: float = 0.05,
         var_ratio: float = 1.15,
+        settle: int = 300,
+        daily_tol: float = 2700.0,
+        daily_days: int = 3,
+        daily_keep: int = 4,
+        zero_runs: bool = False,
     ) -> None:
         if levels < 1 or window < 1 or freeze < 1:
             raise ValueError("levels, window and freeze must be ≥ 1")
         if not 0.0 < alarm < 1.0 or not 0.0 <= mix <= 1.0 or tau <= 0.0:
             raise ValueError("alarm must lie in (0, 1), mix in [0, 1], tau > 0")
-        self.seasonal = {k: v for k, v in dict(seasonal or {}).items() if k != "cooldown"}
+        if settle < 0 or daily_tol < 0.0 or daily_days < 1 or daily_keep < 0:
+            raise ValueError("settle ≥ 0, daily_tol ≥ 0, daily_days ≥ 1 and daily_keep ≥ 0 required")
+        inner = {"borrow": True, **dict(seasonal or {})}
+        self.seasonal = {k: v for k, v in inner.items() if k != "cooldown"}
         self.levels = int(levels)
         self.window = int(window)
         self.freeze = int(freeze)
@@ -119,6 +140,11 @@ class SeasonalEnsemble(Detector):
         self.var_score = float(var_score)
         self.var_alpha = float(var_alpha)
         self.var_ratio = float(var_ratio)
+        self.settle = int(settle)
+        self.daily_tol = float(daily_tol)
+        self.daily_days = int(daily_days)
+        self.daily_keep = int(daily_keep)
+        self.zero_runs = bool(zero_runs)
         self._base = self.levels + 2  # bins −1 … levels, shifted to 0 … levels + 1
         self._modulus = self._base ** self.window
         self._inner = SeasonalBaseline(**self.seasonal, cooldown=0.0)
@@ -128,14 +154,14 @@ class SeasonalEnsemble(Detector):
     def _fresh(self) -> dict[str, Any]:
         return {"inner": self._inner.state_dict()["state"], "n": 0, "lo": None, "hi": None,
                 "key": 0, "filled": 0, "seen": [], "quiet_until": None, "last_alarm": 0,
-                "prev": None, "run": 0, "max_run": 0, "ez2": 0.0, "max_ez2": 0.0}
+                "prev": None, "run": 0, "max_run": 0, "ez2": 0.0, "max_ez2": 0.0, "recent": []}
 
     def _get_state(self) -> dict[str, Any]:
         return {"inner": self._inner.state_dict()["state"], "n": self._n, "lo": self._lo, "hi": self._hi,
                 "key": self._key, "filled": self._filled, "seen": sorted(self._seen),
                 "quiet_until": self._quiet_until, "last_alarm": self._last_alarm,
                 "prev": self._prev, "run": self._run, "max_run": self._max_run,
-                "ez2": self._ez2, "max_ez2": self._max_ez2}
+                "ez2": self._ez2, "max_ez2": self._max_ez2, "recent": list(self._recent)}
 
     def _set_state(self, state: Mapping[str, Any]) -> None:
         self._inner._set_state(state["inner"])
@@ -152,13 +178,16 @@ class SeasonalEnsemble(Detector):
         self._max_run = int(state["max_run"])
         self._ez2 = float(state["ez2"])
         self._max_ez2 = float(state["max_ez2"])
+        self._recent = [float(v) for v in state.get("recent", [])]  # older states: none kept
 
     def params(self) -> dict[str, Any]:
         return {"seasonal": dict(self.seasonal), "levels": self.levels, "window": self.window,
                 "freeze": self.freeze, "gate": self.gate, "boost": self.boost, "alarm": self.alarm,
                 "cooldown": self.cooldown, "tau": self.tau, "mix": self.mix, "run_score": self.run_score,
                 "min_run": self.min_run, "run_ratio": self.run_ratio, "var_score": self.var_score,
-                "var_alpha": self.var_alpha, "var_ratio": self.var_ratio}
+                "var_alpha": self.var_alpha, "var_ratio": self.var_ratio,
+                "settle": self.settle, "daily_tol": self.daily_tol, "daily_days": self.daily_days,
+                "daily_keep": self.daily_keep, "zero_runs": self.zero_runs}
 
     # -- the model ----------------------------------------------------------------
     @property
@@ -188,6 +217,17 @@ class SeasonalEnsemble(Detector):
             return self.levels + 1  # above it
         return int(f) + 1
 
+    def _daily(self, t: float) -> bool:
+        """Whether ``t`` is 1 … ``daily_days`` days after a kept alarm, give or take ``daily_tol`` seconds."""
+        tol = self.daily_tol
+        for past in self._recent:
+            d = t - past
+            if tol < d <= self.daily_days * 86400.0 + tol:
+                r = d % 86400.0
+                if r <= tol or 86400.0 - r <= tol:
+                    return True
+        return False
+
     def _step(self, x: Observation, learn: bool) -> float:
         v = float(x["value"])
         t = float(x["t"])
@@ -210,7 +250,9 @@ class SeasonalEnsemble(Detector):
             run, max_run = self._run + 1, self._max_run
         else:  # a run ended: it joins the record of finished runs
             run, max_run = 1, max(self._max_run, self._run)
-        if n >= self.freeze and run == max(self.min_run, math.floor(self.run_ratio * max_run) + 1):
+        silent = v == 0.0 and not self.zero_runs and inner._counts  # no posts: silence, not a stuck sensor
+        longest = run == max(self.min_run, math.floor(self.run_ratio * max_run) + 1)
+        if n >= self.freeze and not silent and longest:
             s = max(s, self.run_score)  # the first row of a run longer than any before
         ez2 = self._ez2 + self.var_alpha * (min(z * z, 100.0) - self._ez2)
         max_ez2 = self._max_ez2
@@ -225,7 +267,9 @@ class SeasonalEnsemble(Detector):
             out = 0.0
         elif s >= self.alarm:
             alarmed = True
-            g = 1.0 - math.exp(-(n + 1 - self._last_alarm) / self.tau)
+            g = 0.0  # a day (or two, three) after an alarm, at the same hour: a daily event, not news
+            if not (self.daily_tol > 0.0 and self._daily(t)):
+                g = 1.0 - math.exp(-(n + 1 - self._last_alarm) / self.tau)
             u = (s - self.alarm) / (1.0 - self.alarm)
             out = 0.5 + 0.5 * (self.mix * g + (1.0 - self.mix) * u)
         out = min(out, 0.9999999)
@@ -239,5 +283,8 @@ class SeasonalEnsemble(Detector):
                 self._seen.add(key)
             if alarmed:
                 self._quiet_until = t + self.cooldown
-                self._last_alarm = n + 1
+                if n >= self.settle:  # alarms of a model still settling say little about the series
+                    self._last_alarm = n + 1
+                if self.daily_keep:
+                    self._recent = [t, *self._recent][: self.daily_keep]
         return out

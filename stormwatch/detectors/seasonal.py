@@ -90,6 +90,12 @@ class SeasonalBaseline(Detector):
         Seconds after an alarm during which the score is 0.
     warmup
         Observations before any non-zero score.
+    borrow
+        With ``season="weekpart"``: an hour slot never visited starts from the offset
+        of its twin in the other part of the week (the first Saturday's 9 h from the
+        weekdays' 9 h), instead of 0. Off by default (the product default is
+        unchanged); the ``seasonal-ensemble`` turns it on. The slots visited are
+        then kept as one integer bit mask.
 
     Examples
     --------
@@ -121,6 +127,7 @@ class SeasonalBaseline(Detector):
         alarm: float = 0.85,
         cooldown: float = 43200.0,
         warmup: int = 150,
+        borrow: bool = False,
     ) -> None:
         if season not in _SLOTS:
             raise ValueError(f"season must be one of {sorted(_SLOTS)}, got {season!r}")
@@ -137,6 +144,7 @@ class SeasonalBaseline(Detector):
         self.scale = scale
         self.alarm = alarm
         self.cooldown = cooldown
+        self.borrow = bool(borrow)
         self.warmup = warmup
         self._n_slots = _SLOTS[season]
         self._weekpart = season == "weekpart"
@@ -150,14 +158,14 @@ class SeasonalBaseline(Detector):
         return {
             "n": 0, "level": 0.0, "var": 0.0, "offsets": [0.0] * self._n_slots,
             "avg": [0.0] * len(self.shorts), "counts": True, "lo": None, "hi": None,
-            "quiet_until": None, "last": None,
+            "quiet_until": None, "last": None, "visited": 0,
         }
 
     def _get_state(self) -> dict[str, Any]:
         return {
             "n": self._n, "level": self._level, "var": self._var, "offsets": list(self._offsets),
             "avg": list(self._avg), "counts": self._counts, "lo": self._lo, "hi": self._hi,
-            "quiet_until": self._quiet_until, "last": self._last,
+            "quiet_until": self._quiet_until, "last": self._last, "visited": self._visited,
         }
 
     def _set_state(self, state: Mapping[str, Any]) -> None:
@@ -171,6 +179,7 @@ class SeasonalBaseline(Detector):
         self._hi = state["hi"]
         self._quiet_until = state["quiet_until"]
         self._last = None if state["last"] is None else list(state["last"])
+        self._visited = int(state.get("visited", (1 << self._n_slots) - 1))  # older states: all visited
         if len(self._offsets) != self._n_slots or len(self._avg) != len(self.shorts):
             raise ValueError("state does not match the detector's parameters")
 
@@ -179,6 +188,7 @@ class SeasonalBaseline(Detector):
             "alpha": self.alpha, "season": self.season, "season_alpha": self.season_alpha,
             "clip": self.clip, "shorts": list(self.shorts), "spatial": self.spatial,
             "scale": self.scale, "alarm": self.alarm, "cooldown": self.cooldown, "warmup": self.warmup,
+            "borrow": self.borrow,
         }
 
     # -- the model ----------------------------------------------------------------
@@ -203,9 +213,20 @@ class SeasonalBaseline(Detector):
             return hour % 24 + (24 if weekend else 0)
         return hour % self._n_slots
 
+    def _offset(self, slot: int) -> float:
+        """A slot's offset; with ``borrow``, a weekend hour never visited takes its weekday twin's."""
+        if self.borrow and self._weekpart and not (self._visited >> slot) & 1:
+            twin = slot + 24 if slot < 24 else slot - 24
+            if (self._visited >> twin) & 1:
+                return self._offsets[twin]
+        return self._offsets[slot]
+
     def _expected(self, t: float) -> tuple[float, float, int]:
         slot = self._slot(t) if self._n_slots > 1 else 0
-        e = self._level + self._offsets[slot]
+        off = self._offsets[slot]
+        if self.borrow and not (self._visited >> slot) & 1:
+            off = self._offset(slot)
+        e = self._level + off
         s = math.sqrt(self._var)
         if self._counts:
             s += math.sqrt(e if e > 1.0 else 1.0)
@@ -274,6 +295,9 @@ class SeasonalBaseline(Detector):
         self._var += a * (rc * rc - self._var)
         if self._n_slots > 1:
             off = self._offsets[slot]
+            if self.borrow and not (self._visited >> slot) & 1:
+                off = self._offset(slot)
+                self._visited |= 1 << slot
             self._offsets[slot] = off + self.season_alpha * ((v - self._level) - off)
         self._avg = new_avg
         if self._counts and (v < 0.0 or v != int(v)):
