@@ -137,10 +137,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        stamp = when.timestamp()
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year of twenty digits
         return None
     now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, stamp - now)
 
 
 def check_status(status: int, headers: Mapping[str, str], what: str) -> None:
