@@ -289,3 +289,13 @@ def test_a_date_with_a_twenty_digit_year_is_no_date():
 ])
 def test_api_requests_that_made_a_500(raw, status):
     assert check_api(raw) == status
+
+
+@pytest.mark.parametrize("markup", ["<![CT x]]>", "<![\x00cmeDown</!></", "a <![ b",
+                                    "<![if !IE]>x<![endif]>"])
+def test_html_with_a_malformed_marked_section_is_text_not_a_crash(markup):
+    from stormwatch.ingest.source import html_to_text
+
+    status = {"id": "1", "created_at": "2026-12-01T10:00:00Z", "content": markup}
+    assert check_mastodon(b"event: update\ndata: " + json.dumps(status).encode() + b"\n\n")
+    assert isinstance(html_to_text(markup), str)

@@ -190,12 +190,19 @@ def html_to_text(markup: str) -> str:
 
     >>> html_to_text('<p>Card <b>declined</b> again&amp;again</p><p>#AcmeDown</p>')
     'Card declined again&again #AcmeDown'
+    >>> html_to_text('<p>down <![CT again</p>')
+    'down <![CT again'
     """
     if "<" not in markup and "&" not in markup:
         return " ".join(markup.split())
     p = _Text()
-    p.feed(markup)
-    p.close()
+    try:
+        p.feed(markup)
+        p.close()
+    except AssertionError:  # the standard parser on a malformed "<![" section: read it as text
+        p = _Text()
+        p.feed(markup.replace("<!", "&lt;!"))
+        p.close()
     return " ".join("".join(p.parts).split())
 
 
