@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -404,6 +405,8 @@ def run(target: str, runs: int, seconds: int | None = None) -> dict:
                 "rejected": {k: v for k, v in sorted(outcomes.items()) if k != "accepted"},
                 "crashes": 0, "seconds": round(time.monotonic() - started, 1)}
 
+    first = [started]
+
     def one_input(data: bytes) -> None:
         outcomes[contract(data)] += 1
         n = sum(outcomes.values())
@@ -411,14 +414,17 @@ def run(target: str, runs: int, seconds: int | None = None) -> dict:
             print(f"fuzz {target}: {n:,} inputs, {time.monotonic() - started:.0f} s", file=sys.stderr)
         if n == runs:  # libFuzzer exits right after its last run: report now
             print(json.dumps(summary()), flush=True)
+        elif n == 1:
+            first[0] = time.monotonic()  # the time limit counts from the first input on
+        elif seconds and n % 100 == 0 and time.monotonic() - first[0] >= seconds:
+            print(json.dumps(summary()), flush=True)  # libFuzzer's own time limit exits unreported
+            os._exit(0)
 
     corpus = Path(tempfile.mkdtemp(prefix=f"stormwatch-fuzz-{target}-"))
     for i, seed in enumerate(seeds):
         (corpus / f"seed{i}").write_bytes(seed)
     argv = [sys.argv[0], f"-runs={runs}", "-max_len=4096", f"-artifact_prefix={corpus}/",
             str(corpus)]
-    if seconds:
-        argv.append(f"-max_total_time={seconds}")
     if target == "api":
         _api()  # load the app (and its routes' code) before instrumenting it
     print(f"fuzz {target}: instrumented {_instrument(INSTRUMENT[target]):,} functions", file=sys.stderr)
