@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_lazy("stormwatch.bench.soak:main"))
 
     p = bsub.add_parser("fuzz", help="coverage-guided fuzzing of the input parsers (atheris)")
-    p.add_argument("--target", default="post", help="what to fuzz (post)")
+    p.add_argument("--target", default="post",
+                   help="what to fuzz: post, watch, webhook, mastodon, bluesky, rss, api")
     p.add_argument("--runs", type=int, default=1_000_000, help="inputs to run")
     p.add_argument("--seconds", type=int, default=None, help="stop after this many seconds")
     p.set_defaults(func=_lazy("stormwatch.bench.fuzz:main"))

@@ -22,6 +22,7 @@ import hmac
 import json
 import math
 import re
+import sys
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -194,6 +195,24 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def json_error(exc: ValueError | RecursionError) -> str:
+    """What is wrong with a text ``json.loads`` refused, in words (every way it can refuse).
+
+    >>> try:
+    ...     json.loads("1" * 5000)
+    ... except ValueError as exc:
+    ...     json_error(exc)
+    'a number has more than 4300 digits'
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "digits" in str(exc):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return str(exc) or type(exc).__name__
+
+
 def loads_object(raw: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
     """Decode one raw record into a JSON object, with the size check first."""
     if isinstance(raw, Mapping):
@@ -210,9 +229,8 @@ def loads_object(raw: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
         raise InvalidRecord("too_large", f"record is {len(raw)} characters, limit {MAX_RECORD_BYTES}")
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise InvalidRecord("malformed_json", msg) from exc
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of > 4300 digits
+        raise InvalidRecord("malformed_json", json_error(exc)) from exc
     if not isinstance(data, dict):
         raise InvalidRecord("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     return data
@@ -506,4 +524,14 @@ def raw_text(raw: Any, limit: int | None = None) -> str:
     text = _AUTHOR_MEMBER.sub(lambda m: m.group(1) + f'"{REDACTED}"', text)
     if limit is not None and len(text) > limit:
         text = text[:limit]
-    return text
+    return writable(text)
+
+
+def writable(text: str) -> str:
+    """``text`` with lone surrogates (a JSON ``"\\ud83d"`` decodes to one) written as ``\\udXXX``,
+    so that it encodes as UTF-8: a dead letter must be writable whatever it quotes.
+
+    >>> writable("half " + chr(0xD83D) + " emoji")
+    'half \\\\ud83d emoji'
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

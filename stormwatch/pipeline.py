@@ -41,6 +41,7 @@ from stormwatch.model import (
     loads_object,
     parse_post,
     raw_text,
+    writable,
 )
 from stormwatch.nlp.base import Scorer
 from stormwatch.positions import KEY as POSITION_KEY
@@ -54,8 +55,8 @@ DLQ_RAW_CHARS = 2_000_000
 
 
 def dead_letter(stage: str, raw: Any, reason: str, error: str, source: str = "") -> DeadLetter:
-    return DeadLetter(stage=stage, reason=reason, error=error,
-                      raw=raw_text(raw, DLQ_RAW_CHARS), source=source)
+    return DeadLetter(stage=stage, reason=reason, error=writable(error),
+                      raw=raw_text(raw, DLQ_RAW_CHARS), source=writable(source))
 
 
 class Enricher:

@@ -114,6 +114,7 @@ BRAND_FIELDS = (*QUERY_FIELDS, "exclude", "lang", "team", "channels", *DETECT_FI
 SEVERITIES = ("warning", "critical")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 10 * 365 * 86400.0
 
 Path_ = tuple[str, ...]
 
@@ -122,12 +123,55 @@ class WatchConfigError(ValueError):
     """A watch config that cannot be used: ``file:line: field: what is wrong``."""
 
 
+#: Largest watch config read (bytes): a few thousand brands fit; a bigger file is an error.
+MAX_WATCH_BYTES = 1024 * 1024
+#: Deepest nesting of YAML collections (a real config needs about six levels).
+MAX_DEPTH = 64
+#: Most values read, counting every use of an alias (a "billion laughs" stops here).
+MAX_NODES = 200_000
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with bounds: nesting depth and merge-key (``<<``) expansion."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._merged = 0
+        self._merging: set[int] = set()
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                              self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def flatten_mapping(self, node: MappingNode) -> None:
+        if id(node) in self._merging:
+            raise yaml.constructor.ConstructorError(None, None, "a merge key (<<) includes its own mapping",
+                                                    node.start_mark)
+        self._merging.add(id(node))
+        try:
+            super().flatten_mapping(node)
+        finally:
+            self._merging.discard(id(node))
+        self._merged += len(node.value)
+        if self._merged > MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"merge keys (<<) expand to more than {MAX_NODES} fields", node.start_mark)
+
+
 @dataclass
 class _Doc:
     """The parsed YAML with the line of every field, to name it in errors."""
 
     name: str
     lines: dict[Path_, int] = field(default_factory=dict)
+    nodes: int = 0
 
     def error(self, path: Path_, message: str) -> WatchConfigError:
         p = path
@@ -139,12 +183,16 @@ class _Doc:
 
     def plain(self, node: Node, path: Path_, loader: yaml.SafeLoader) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:  # aliases re-use what they name: count every use
+            raise self.error(path, f"more than {MAX_NODES} values (aliases expanding?)")
+        if len(path) > MAX_DEPTH:  # through aliases: a recursive one never ends
+            raise self.error(path, f"nested deeper than {MAX_DEPTH} levels (a recursive alias?)")
         if isinstance(node, MappingNode):
             loader.flatten_mapping(node)
             out: dict[str, Any] = {}
             for k, v in node.value:
-                key = loader.construct_object(k)
-                key = str(key)
+                key = str(self.scalar(k, path, loader))
                 if key in out:
                     self.lines[(*path, key)] = k.start_mark.line + 1
                     raise self.error((*path, key), "given twice")
@@ -154,7 +202,16 @@ class _Doc:
         if isinstance(node, SequenceNode):
             return [self.plain(v, (*path, str(i)), loader) for i, v in enumerate(node.value)]
         assert isinstance(node, ScalarNode)
-        return loader.construct_object(node)
+        return self.scalar(node, path, loader)
+
+    def scalar(self, node: Node, path: Path_, loader: yaml.SafeLoader) -> Any:
+        """A key or scalar value; one YAML reads but Python cannot build is an error here."""
+        try:
+            return loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # 2026-02-30, an integer of > 4300 digits
+            self.lines.setdefault(path, node.start_mark.line + 1)
+            value = node.value if isinstance(node.value, str) else "?"
+            raise self.error(path, f"cannot read {value[:40]!r}: {exc}") from None
 
 
 #: Extra top-level sections: name → parser(value, doc, path) returning the section's object.
@@ -241,7 +298,10 @@ def _duration(doc: _Doc, path: Path_, value: Any) -> float:
     m = _DURATION.match(value) if isinstance(value, str) else None
     if m is None:
         raise doc.error(path, f"give a duration with a unit, e.g. 90s, 30m, 2h, 1d (got {value!r})")
-    return float(m.group(1)) * _UNIT[m.group(2)]
+    seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds > MAX_DURATION:  # also the digits that make no finite number
+        raise doc.error(path, f"at most 10 years, got {value.strip()[:40]!r}")
+    return seconds
 
 
 def _mapping(doc: _Doc, path: Path_, value: Any, what: str = "a mapping") -> dict[str, Any]:
@@ -260,7 +320,7 @@ def _unknown(doc: _Doc, path: Path_, value: Mapping[str, Any], known: tuple[str,
 
 def _detect_block(doc: _Doc, path: Path_, block: Mapping[str, Any]) -> _Overrides:
     preset = block.get("preset")
-    if preset is not None and preset not in PRESETS:
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
         raise doc.error((*path, "preset"), f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     values: dict[str, float] = {}
     for name in ("threshold", "critical"):
@@ -335,7 +395,7 @@ def _brand(doc: _Doc, path: Path_, name: str, raw: Any, teams: Mapping[str, Any]
         except QueryError as exc:
             raise doc.error((*path, "exclude"), str(exc)) from None
     team = block.get("team")
-    if team is not None and team not in teams:
+    if team is not None and (not isinstance(team, str) or team not in teams):
         raise doc.error((*path, "team"), f"no such team {team!r} under routing.teams")
     channels = {}
     for ch, sub in _mapping(doc, (*path, "channels"), block.get("channels")).items():
@@ -368,11 +428,11 @@ def _routing(doc: _Doc, raw: Any) -> tuple[dict[str, Any], dict[str, Any], str |
             if not isinstance(names, list):
                 raise doc.error((*t_path, sev), "must be a list of receiver names")
             for i, n in enumerate(names):
-                if n not in receivers:
+                if not isinstance(n, str) or n not in receivers:
                     raise doc.error((*t_path, sev, str(i)), f"no such receiver {n!r} under routing.receivers")
             teams[name][sev] = tuple(names)
     default = block.get("default_team")
-    if default is not None and default not in teams:
+    if default is not None and (not isinstance(default, str) or default not in teams):
         raise doc.error((*path, "default_team"), f"no such team {default!r} under routing.teams")
     return receivers, teams, default
 
@@ -383,17 +443,31 @@ TOP_LEVEL = ("version", "defaults", "channels", "brands", "routing")
 def parse_watch(text: str | bytes, name: str = "<watch config>") -> WatchConfig:
     """Validate a watch config given as YAML text; ``name`` is used in error messages."""
     data = text.encode("utf-8") if isinstance(text, str) else text
+    if len(data) > MAX_WATCH_BYTES:
+        raise WatchConfigError(f"{name}:1: (top level): the file is {len(data)} bytes, "
+                               f"limit {MAX_WATCH_BYTES}")
     doc = _Doc(name)
-    loader = yaml.SafeLoader(data.decode("utf-8", errors="replace"))
     try:
+        chars = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise WatchConfigError(f"{name}:{line}: (top level): not UTF-8 (byte {exc.start})") from None
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(chars)  # a character YAML does not allow is refused here already
         node = loader.get_single_node()
         raw = doc.plain(node, (), loader) if node is not None else {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         raise WatchConfigError(f"{name}:{line}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, most controls)
+        line = chars[:exc.position].count("\n") + 1
+        raise WatchConfigError(f"{name}:{line}: not valid YAML: character {exc.character!r} "
+                               "is not allowed") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     top = _mapping(doc, (), raw)
     known = (*TOP_LEVEL, *SECTIONS)
     for key in top:

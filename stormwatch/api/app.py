@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from stormwatch.crisis.escalation import Escalation, Incident, IncidentError
 from stormwatch.crisis.playbooks import Playbook
-from stormwatch.model import Alert
+from stormwatch.model import Alert, writable
 
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -169,6 +170,11 @@ def create_app(escalation: Escalation, token: str, publish: Publish | None = Non
                   lifespan=lifespan)
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(Utf8Query)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": [_problem(e) for e in exc.errors()]}, status_code=422)
 
     @app.exception_handler(IncidentError)
     async def incident_error(request: Request, exc: IncidentError) -> JSONResponse:
@@ -244,6 +250,24 @@ def create_app(escalation: Escalation, token: str, publish: Publish | None = Non
     return app
 
 
+class Utf8Query:
+    """ASGI middleware: answer 400 to a query string that is not UTF-8 (the router would fail on it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            try:
+                bytes(scope.get("query_string") or b"").decode("utf-8")
+            except UnicodeDecodeError as exc:
+                response = JSONResponse({"detail": f"the query string is not UTF-8 (byte {exc.start})"},
+                                        status_code=400)
+                await response({"type": "http"}, None, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI middleware: answer 413 to a body over ``limit`` bytes, declared or streamed."""
 
@@ -288,6 +312,19 @@ class BodyLimit:
     async def _too_large(self, send: Any) -> None:
         response = JSONResponse({"detail": f"body larger than {self.limit} bytes"}, status_code=413)
         await response({"type": "http"}, None, send)
+
+
+def _problem(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One validation error as the 422 answer lists it: where and what, not the input echoed
+    back (it may hold NaN or a lone surrogate, which JSON cannot carry).
+
+    >>> _problem({"type": "missing", "loc": ("body", "by" + chr(0xDC80)), "msg": "Field required",
+    ...           "input": {}})
+    {'type': 'missing', 'loc': ['body', 'by\\\\udc80'], 'msg': 'Field required'}
+    """
+    return {"type": str(error.get("type", "")),
+            "loc": [x if isinstance(x, int) else writable(str(x)) for x in error.get("loc", ())],
+            "msg": writable(str(error.get("msg", "invalid")))}
 
 
 def _playbook(book: Playbook) -> PlaybookOut:

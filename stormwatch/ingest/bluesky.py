@@ -40,6 +40,7 @@ from stormwatch.ingest.source import (
     check_status,
     run_cli,
 )
+from stormwatch.model import json_error
 
 POST = "app.bsky.feed.post"
 #: Largest frame read; Jetstream events are a few kB.
@@ -70,6 +71,22 @@ def decode_event(event: Any) -> Candidate | Rejected | None:
         "author": did,
     }
     return Candidate(fields)
+
+
+def decode_frame(data: str) -> tuple[Candidate | Rejected | None, int | None]:
+    """One Jetstream text frame → (what it decodes to, its ``time_us`` cursor if it has one).
+
+    >>> decode_frame('{"kind": "identity", "time_us": 17}')
+    (None, 17)
+    >>> decode_frame("[1, 2")[0].reason
+    'malformed_json'
+    """
+    try:
+        event = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of > 4300 digits
+        return Rejected("malformed_json", f"jetstream frame: {json_error(exc)}", data), None
+    t = event.get("time_us") if isinstance(event, dict) else None
+    return decode_event(event), t if isinstance(t, int) and not isinstance(t, bool) else None
 
 
 class JetstreamSource:
@@ -113,16 +130,11 @@ class JetstreamSource:
                     if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                         continue
                     data = msg.data if isinstance(msg.data, str) else msg.data.decode("utf-8", "replace")
-                    try:
-                        event = json.loads(data)
-                    except json.JSONDecodeError as exc:
-                        yield Item(Rejected("malformed_json", f"jetstream frame: {exc.msg}", data), last,
-                                   self.url)
-                        continue
-                    t = event.get("time_us") if isinstance(event, dict) else None
-                    if isinstance(t, int) and not isinstance(t, bool):
+                    value, t = decode_frame(data)
+                    if t is not None:
                         last = max(t, last or 0)
-                    yield Item(decode_event(event), last, f"{self.url}@{t}")
+                    unreadable = isinstance(value, Rejected) and value.reason == "malformed_json"
+                    yield Item(value, last, self.url if unreadable else f"{self.url}@{t}")
             raise Disconnected(f"the server closed the websocket ({ws.close_code})")
 
 

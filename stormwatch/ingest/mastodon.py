@@ -38,6 +38,7 @@ from stormwatch.ingest.source import (
     html_to_text,
     run_cli,
 )
+from stormwatch.model import json_error
 
 #: Statuses per page when filling a gap from the REST timeline (Mastodon's maximum is 40).
 PAGE = 40
@@ -105,6 +106,28 @@ def decode_status(status: Any, channel: str = "mastodon") -> Candidate | Rejecte
     if account.get("acct") or account.get("id"):
         fields["author"] = str(account.get("url") or account.get("acct") or account["id"])
     return Candidate(fields)
+
+
+def decode_sse_event(kind: str, data: str) -> tuple[Candidate | Rejected | None, str | None]:
+    """One server-sent event → (what it decodes to, the status id it moves the cursor to).
+
+    Only ``update`` events carry new statuses; every other kind is ``(None, None)``.
+
+    >>> decode_sse_event("delete", "109")
+    (None, None)
+    >>> decode_sse_event("update", '{"id": 1')[0].reason
+    'malformed_json'
+    >>> decode_sse_event("update", '{"id": "7", "created_at": "2026-12-01T10:00:00Z", "content": "hi"}')[1]
+    '7'
+    """
+    if kind != "update":
+        return None, None
+    try:
+        status = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of > 4300 digits
+        return Rejected("malformed_json", f"update event: {json_error(exc)}", data), None
+    status_id = str(status["id"]) if isinstance(status, dict) and status.get("id") else None
+    return decode_status(status), status_id
 
 
 def timeline_paths(timeline: str) -> tuple[str, str]:
@@ -182,17 +205,12 @@ class MastodonSource:
                     continue
                 kind, data, _ = event
                 where = f"{self.base}{self.stream_path}"
-                if kind != "update":
-                    yield Item(None, last, where)  # delete, status.update, notification: not new posts
+                value, status_id = decode_sse_event(kind, data)
+                if kind != "update" or (isinstance(value, Rejected) and value.reason == "malformed_json"):
+                    yield Item(value, last, where)  # delete, status.update, notification: not new posts
                     continue
-                try:
-                    status = json.loads(data)
-                except json.JSONDecodeError as exc:
-                    yield Item(Rejected("malformed_json", f"update event: {exc.msg}", data), last, where)
-                    continue
-                value = decode_status(status)
-                if isinstance(status, dict) and status.get("id"):
-                    last = str(status["id"])
+                if status_id is not None:
+                    last = status_id
                 yield Item(value, last, f"{where}#{last}")
 
     async def _fill_gap(self, http: aiohttp.ClientSession, since: str) -> AsyncIterator[Item]:

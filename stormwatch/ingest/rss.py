@@ -64,7 +64,7 @@ def _rfc822(value: str) -> str | None:
     """An RSS date as ISO 8601 (parse_post reads that), or None if it is not a date."""
     try:
         dt = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year of twenty digits
         return None
     return dt.isoformat() if dt is not None else None
 

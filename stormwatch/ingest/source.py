@@ -137,10 +137,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        stamp = when.timestamp()
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year of twenty digits
         return None
     now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, stamp - now)
 
 
 def check_status(status: int, headers: Mapping[str, str], what: str) -> None:
@@ -189,12 +190,19 @@ def html_to_text(markup: str) -> str:
 
     >>> html_to_text('<p>Card <b>declined</b> again&amp;again</p><p>#AcmeDown</p>')
     'Card declined again&again #AcmeDown'
+    >>> html_to_text('<p>down <![CT again</p>')
+    'down <![CT again'
     """
     if "<" not in markup and "&" not in markup:
         return " ".join(markup.split())
     p = _Text()
-    p.feed(markup)
-    p.close()
+    try:
+        p.feed(markup)
+        p.close()
+    except AssertionError:  # the standard parser on a malformed "<![" section: read it as text
+        p = _Text()
+        p.feed(markup.replace("<!", "&lt;!"))
+        p.close()
     return " ".join("".join(p.parts).split())
 
 

@@ -43,6 +43,7 @@ from aiohttp import web
 
 from stormwatch.config import Settings, _secret
 from stormwatch.ingest.source import BrandMatcher, Candidate, Dedupe, Ingest, Rejected, Sink
+from stormwatch.model import json_error
 from stormwatch.pipeline import dead_letter
 
 log = logging.getLogger(__name__)
@@ -154,9 +155,8 @@ def decode_body(body: bytes, cfg: WebhookConfig) -> list[Any] | Refusal:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         return Refusal(400, "bad_encoding", "the body is not UTF-8")
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        return Refusal(400, "malformed_json", f"the body is not JSON: {msg}")
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of > 4300 digits
+        return Refusal(400, "malformed_json", f"the body is not JSON: {json_error(exc)}")
     records = data if isinstance(data, list) else [data]
     if not records:
         return Refusal(400, "empty_batch", "the array holds no posts")
