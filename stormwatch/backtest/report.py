@@ -8,6 +8,7 @@ Needs matplotlib (the ``report`` extra).
 
 from __future__ import annotations
 
+import bisect
 import html
 import math
 import re
@@ -46,6 +47,10 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "series"
 
 
+#: Labelled incidents drawn up close under the overview (at most), with this much time either side.
+MAX_ZOOMS = 4
+ZOOM_PAD = 3 * 3600.0
+ZOOM_POINTS = 80
 #: The negative share is pooled over this many seconds.
 SHARE_SECONDS = 2 * 3600
 #: The overview plots at most this many points per series; buckets are summed into groups.
@@ -126,8 +131,15 @@ def plot_series(tr: core.Trace, result: core.SeriesResult, path: Path, sentiment
     g = group(tr, group_size(len(tr.t), tr.bucket_seconds))
     per = _duration(g.k * tr.bucket_seconds)
     rows = 3 if sentiment else 2
-    fig, axes = plt.subplots(rows, 1, figsize=(12, 2.2 * rows + 1.0), sharex=True,
-                             gridspec_kw={"height_ratios": [2.2, 1, 1][:rows]})
+    zooms = result.incidents[:MAX_ZOOMS]
+    fig = plt.figure(figsize=(12, 2.2 * rows + 1.0 + (2.6 if zooms else 0.0)))
+    outer = fig.add_gridspec(2 if zooms else 1, 1, height_ratios=[2.2 * rows, 2.0] if zooms else [1],
+                             hspace=0.22)
+    top = outer[0].subgridspec(rows, 1, height_ratios=[2.2, 1, 1][:rows], hspace=0.08)
+    axes = [fig.add_subplot(top[0])]
+    axes += [fig.add_subplot(top[i], sharex=axes[0]) for i in range(1, rows)]
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
     vol = axes[0]
     vol.fill_between(g.x, g.lower, g.upper, color=BAND, alpha=0.7, linewidth=0, step="post",
                      label="expected band (±3 spreads)")
@@ -173,9 +185,45 @@ def plot_series(tr: core.Trace, result: core.SeriesResult, path: Path, sentiment
     nab = "" if math.isnan(result.nab_score) else f" · NAB {result.nab_score:.1f}"
     fig.suptitle(f"{tr.series}: {result.alerts} alert(s), {result.false_alerts} outside incidents · "
                  f"detection delay: {delays}{nab}  (times UTC)", fontsize=11, x=0.01, ha="left")
-    fig.tight_layout()
+    if zooms:
+        bottom = outer[1].subgridspec(1, len(zooms), wspace=0.25)
+        for i, inc in enumerate(zooms):
+            _zoom(fig.add_subplot(bottom[i]), tr, inc, result.delays[i], mdates, len(zooms))
+    fig.subplots_adjust(left=0.06, right=0.79, top=0.93 if zooms else 0.9, bottom=0.05 if zooms else 0.08)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _zoom(ax: Any, tr: core.Trace, inc: core.Incident, delay: float | None, mdates: Any, n: int) -> None:
+    """One labelled incident up close: volume per bucket with the band, the incident, the alerts."""
+    pad = max(ZOOM_PAD, (inc.end - inc.start) / 2)
+    lo, hi = bisect.bisect_left(tr.t, inc.start - pad), bisect.bisect_right(tr.t, inc.end + pad)
+    sub = core.Trace(tr.series, tr.bucket_seconds, tr.t[lo:hi], tr.count[lo:hi], tr.negative_share[lo:hi],
+                     tr.score[lo:hi], tr.expected[lo:hi], tr.lower[lo:hi], tr.upper[lo:hi])
+    if not sub.t:
+        return
+    g = group(sub, group_size(len(sub.t), tr.bucket_seconds, ZOOM_POINTS))
+    ax.fill_between(g.x, g.lower, g.upper, color=BAND, alpha=0.7, linewidth=0, step="post")
+    ax.plot(g.x, g.expected, color="#555555", linewidth=0.8, linestyle="--", drawstyle="steps-post")
+    ax.plot(g.x, g.count, color=VOLUME, linewidth=1.0, drawstyle="steps-post")
+    ax.axvspan(datetime.fromtimestamp(inc.start, UTC), datetime.fromtimestamp(inc.end, UTC), color=INCIDENT,
+               alpha=0.35, linewidth=0)
+    for a in tr.opened:
+        if g.x[0].timestamp() <= a.at.timestamp() <= g.x[-1].timestamp() + tr.bucket_seconds * g.k:
+            ax.axvline(a.at, color=ALERT, linewidth=1.3)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.25)
+    ax.margins(x=0)
+    loc = mdates.AutoDateLocator(tz=UTC, minticks=2, maxticks=6 if n <= 2 else 4)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc, tz=UTC))
+    ax.tick_params(labelsize=8)
+    per = _duration(g.k * tr.bucket_seconds)
+    start = datetime.fromtimestamp(inc.start, UTC).strftime("%m-%d %H:%M")
+    what = "missed" if delay is None else f"alert after {delay / 60:.0f} min"
+    ax.set_title(f"incident {start}\n{what}", fontsize=9, color=ALERT if delay is None else "#222222")
+    if ax.get_subplotspec().colspan.start == 0:
+        ax.set_ylabel(f"volume per {per}", fontsize=8)
 
 
 def _short(setting: str) -> str:
