@@ -292,12 +292,25 @@ class WatchConfig:
         return list(self.teams.get(team, {}).get(severity, ())) if team else []
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """A user's value as an error message shows it: its repr, cut short, never raising.
+
+    >>> _shown(10 ** 5000), _shown("ab"), len(_shown("x" * 500))
+    ('an integer too long to show', "'ab'", 60)
+    """
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more than 4,300 digits
+        return "an integer too long to show" if isinstance(value, int) else "a value too long to show"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _duration(doc: _Doc, path: Path_, value: Any) -> float:
     if value == 0 and not isinstance(value, bool):
         return 0.0
     m = _DURATION.match(value) if isinstance(value, str) else None
     if m is None:
-        raise doc.error(path, f"give a duration with a unit, e.g. 90s, 30m, 2h, 1d (got {value!r})")
+        raise doc.error(path, f"give a duration with a unit, e.g. 90s, 30m, 2h, 1d (got {_shown(value)})")
     seconds = float(m.group(1)) * _UNIT[m.group(2)]
     if seconds > MAX_DURATION:  # also the digits that make no finite number
         raise doc.error(path, f"at most 10 years, got {value.strip()[:40]!r}")
@@ -321,18 +334,18 @@ def _unknown(doc: _Doc, path: Path_, value: Mapping[str, Any], known: tuple[str,
 def _detect_block(doc: _Doc, path: Path_, block: Mapping[str, Any]) -> _Overrides:
     preset = block.get("preset")
     if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
-        raise doc.error((*path, "preset"), f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        raise doc.error((*path, "preset"), f"unknown preset {_shown(preset)}; known: {', '.join(PRESETS)}")
     values: dict[str, float] = {}
     for name in ("threshold", "critical"):
         if name in block:
             v = block[name]
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
-                raise doc.error((*path, name), f"must be between 0 and 1, got {v!r}")
+                raise doc.error((*path, name), f"must be between 0 and 1, got {_shown(v)}")
             values[name] = float(v)
     if "min_volume" in block:
         v = block["min_volume"]
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or not math.isfinite(v):
-            raise doc.error((*path, "min_volume"), f"must be a number of posts >= 0, got {v!r}")
+            raise doc.error((*path, "min_volume"), f"must be a number of posts >= 0, got {_shown(v)}")
         values["min_volume"] = float(v)
     for name in ("cooldown", "persist", "warmup"):
         if name in block:
@@ -351,12 +364,12 @@ def _query(doc: _Doc, path: Path_, block: Mapping[str, Any]) -> Any:
             raise doc.error((*path, name), f"must be a list of strings, got {type(items).__name__}")
         for i, item in enumerate(items):
             if not isinstance(item, str) or not item.strip():
-                raise doc.error((*path, name, str(i)), f"must be a non-empty string, got {item!r}")
+                raise doc.error((*path, name, str(i)), f"must be a non-empty string, got {_shown(item)}")
             text = item.strip()
             if prefix and not text.startswith(prefix):
                 text = prefix + text
             if prefix and not re.fullmatch(r"[@#]\w+", text):
-                raise doc.error((*path, name, str(i)), f"{text!r} is not a {name[:-1]}")
+                raise doc.error((*path, name, str(i)), f"{_shown(text)} is not a {name[:-1]}")
             parts.append((f'"{text}"' if " " in text else text, (*path, name, str(i))))
     if "query" in block:
         parts.append((block["query"], (*path, "query")))
@@ -396,7 +409,7 @@ def _brand(doc: _Doc, path: Path_, name: str, raw: Any, teams: Mapping[str, Any]
             raise doc.error((*path, "exclude"), str(exc)) from None
     team = block.get("team")
     if team is not None and (not isinstance(team, str) or team not in teams):
-        raise doc.error((*path, "team"), f"no such team {team!r} under routing.teams")
+        raise doc.error((*path, "team"), f"no such team {_shown(team)} under routing.teams")
     channels = {}
     for ch, sub in _mapping(doc, (*path, "channels"), block.get("channels")).items():
         sub_path = (*path, "channels", ch)
@@ -429,11 +442,12 @@ def _routing(doc: _Doc, raw: Any) -> tuple[dict[str, Any], dict[str, Any], str |
                 raise doc.error((*t_path, sev), "must be a list of receiver names")
             for i, n in enumerate(names):
                 if not isinstance(n, str) or n not in receivers:
-                    raise doc.error((*t_path, sev, str(i)), f"no such receiver {n!r} under routing.receivers")
+                    raise doc.error((*t_path, sev, str(i)),
+                                    f"no such receiver {_shown(n)} under routing.receivers")
             teams[name][sev] = tuple(names)
     default = block.get("default_team")
     if default is not None and (not isinstance(default, str) or default not in teams):
-        raise doc.error((*path, "default_team"), f"no such team {default!r} under routing.teams")
+        raise doc.error((*path, "default_team"), f"no such team {_shown(default)} under routing.teams")
     return receivers, teams, default
 
 
@@ -474,7 +488,7 @@ def parse_watch(text: str | bytes, name: str = "<watch config>") -> WatchConfig:
         if key not in known:
             raise doc.error((key,), f"unknown section; known: {', '.join(known)}")
     if top.get("version", 1) != 1:
-        raise doc.error(("version",), f"unsupported version {top['version']!r}; this release reads 1")
+        raise doc.error(("version",), f"unsupported version {_shown(top['version'])}; this release reads 1")
     defaults = _mapping(doc, ("defaults",), top.get("defaults"))
     _unknown(doc, ("defaults",), defaults, DETECT_FIELDS)
     channels: dict[str, _Overrides] = {}
@@ -499,7 +513,7 @@ def parse_watch(text: str | bytes, name: str = "<watch config>") -> WatchConfig:
             try:
                 cfg.policy(b, ch, 60)
             except ValueError as exc:
-                raise doc.error(("brands", b), f"settings for channel {ch!r}: {exc}") from None
+                raise doc.error(("brands", b), f"settings for channel {_shown(ch)}: {exc}") from None
     return cfg
 
 

@@ -207,3 +207,11 @@ def test_watch_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_text("brands:\n  A:\n    keywords: [a]\n    threshold: -1\n")
     assert main(["watch", "check", str(bad)]) == 2
     assert capsys.readouterr().err == f"error: {bad}:4: brands.A.threshold: must be between 0 and 1, got -1\n"
+
+
+def test_a_value_too_long_to_print_still_gets_its_line_and_field() -> None:
+    # Found by the property test: a 5,000-digit version (hexadecimal: Python's 4,300-digit
+    # limit does not apply to reading it, only to printing it) made the error message raise.
+    with pytest.raises(WatchConfigError) as err:
+        parse_watch("version: 0x" + "f" * 5000 + "\n", "w.yaml")
+    assert str(err.value) == "w.yaml:1: version: unsupported version an integer too long to show; this release reads 1"
