@@ -131,6 +131,10 @@ MAX_DEPTH = 64
 MAX_NODES = 200_000
 
 
+#: The largest integer a watch config may hold (bits).
+MAX_INT_BITS = 64
+
+
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` with bounds: nesting depth and merge-key (``<<``) expansion."""
 
@@ -206,12 +210,18 @@ class _Doc:
 
     def scalar(self, node: Node, path: Path_, loader: yaml.SafeLoader) -> Any:
         """A key or scalar value; one YAML reads but Python cannot build is an error here."""
+        value = node.value if isinstance(node.value, str) else "?"
         try:
-            return loader.construct_object(node, deep=True)
+            out = loader.construct_object(node, deep=True)
         except (ValueError, OverflowError) as exc:  # 2026-02-30, an integer of > 4300 digits
             self.lines.setdefault(path, node.start_mark.line + 1)
-            value = node.value if isinstance(node.value, str) else "?"
             raise self.error(path, f"cannot read {value[:40]!r}: {exc}") from None
+        # No setting needs a number this large, and Python cannot print one of more than
+        # 4,300 digits (a hexadecimal one reads fine): refuse it here, with its line.
+        if isinstance(out, int) and out.bit_length() > MAX_INT_BITS:
+            self.lines.setdefault(path, node.start_mark.line + 1)
+            raise self.error(path, f"cannot read {value[:40]!r}: a number over {MAX_INT_BITS} bits")
+        return out
 
 
 #: Extra top-level sections: name → parser(value, doc, path) returning the section's object.
