@@ -389,10 +389,12 @@ class SeriesStats:
         return self.negative / self.count if self.count else None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # Field by field, not dataclasses.asdict (which deep-copies every row): a replay
+        # writes eight of these per post.
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["bucket_start"] = _iso(self.bucket_start)
         for name in _STATS_ROWS:
-            d[name] = [list(s) for s in getattr(self, name)]
+            d[name] = [list(s) for s in d[name]]
         return d
 
     @classmethod

@@ -11,6 +11,13 @@ hand their outputs on in two phases — the state is written with the outputs st
 pending, the runtime sends them, then ``ack`` forgets them — so a worker stopped in
 between sends them again after a restart (at least once) instead of losing them.
 
+Between :meth:`~Aggregator.begin_batch` and :meth:`~Aggregator.end_batch` a stateful step
+keeps the state it changes in memory and writes each key once at the end (the Faust
+worker: one changelog record per key and batch instead of one per record). The runtime
+sends the batch's outputs and acknowledges them before ``end_batch``; a worker stopped
+before that redoes the whole batch from the state it last wrote, and sends the same
+outputs again.
+
 >>> from stormwatch.nlp.lexicon import LexiconScorer
 >>> ok, bad = Enricher(LexiconScorer()).enrich([
 ...     b'{"id":"1","created_at":"2015-02-23T01:00:00Z","channel":"twitter","brand":"A","text":"worst"}',
@@ -23,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from stormwatch.buckets import BrandBuckets
@@ -45,7 +52,7 @@ from stormwatch.model import (
 )
 from stormwatch.nlp.base import Scorer
 from stormwatch.positions import KEY as POSITION_KEY
-from stormwatch.positions import Position, applied, with_position
+from stormwatch.positions import Position, applied, position_of, with_position
 from stormwatch.watch import WatchConfig
 
 log = logging.getLogger(__name__)
@@ -153,6 +160,27 @@ class Enricher:
         return dead_letter("score", post.to_dict(), "scorer_error", repr(exc)[:500])
 
 
+class _Held:
+    """The state objects one batch changed, by key, with the position each has applied.
+
+    A record that raises while it is applied may leave its key's object half changed;
+    :meth:`redo` rebuilds that object from the stored state and the batch's earlier
+    records of the key, so a failed record changes nothing, as outside a batch.
+    """
+
+    def __init__(self) -> None:
+        self.objs: dict[str, tuple[Any, Position | None]] = {}
+        self.inputs: dict[str, list[tuple[Any, Position | None]]] = {}
+
+    def applied(self, key: str, item: Any, pos: Position | None) -> None:
+        self.inputs.setdefault(key, []).append((item, pos))
+
+
+def _covered(last: Position | None, pos: Position | None) -> bool:
+    """Whether a state at ``last`` already holds the record at ``pos``."""
+    return pos is not None and last is not None and applied(with_position({}, last), pos)
+
+
 class Aggregator:
     """Event-time buckets (with id dedupe) for many brands; state lives in one mapping.
 
@@ -165,6 +193,7 @@ class Aggregator:
         self.buckets = buckets
         self.bucket_seconds = bucket_seconds
         self.lateness_seconds = lateness_seconds
+        self._held: _Held | None = None
 
     def _load(self, brand: str) -> BrandBuckets:
         state = self.buckets.get(brand)
@@ -172,26 +201,74 @@ class Aggregator:
             return BrandBuckets(brand, self.bucket_seconds, self.lateness_seconds)
         return BrandBuckets.from_state(state)
 
+    def begin_batch(self) -> None:
+        """Keep changed brands in memory until :meth:`end_batch` (see the module's doc)."""
+        self._held = _Held()
+
+    def end_batch(self, before_write: Callable[[str], None] | None = None) -> None:
+        """Write each brand the batch changed, once (``before_write(brand)`` first)."""
+        held, self._held = self._held, None
+        for brand, (b, pos) in (held.objs if held else {}).items():
+            if before_write is not None:
+                before_write(brand)
+            self.buckets[brand] = with_position(b.state_dict(), pos)
+
+    def _get(self, brand: str) -> tuple[BrandBuckets, Position | None]:
+        if self._held is not None and brand in self._held.objs:
+            return self._held.objs[brand]
+        return self._load(brand), position_of(self.buckets.get(brand))
+
+    def _put(self, brand: str, b: BrandBuckets, pos: Position | None) -> None:
+        if self._held is not None:
+            self._held.objs[brand] = (b, pos)
+        else:
+            self.buckets[brand] = with_position(b.state_dict(), pos)
+
     def add(self, sp: ScoredPost, pos: Position | None = None) -> list[SeriesStats]:
         """Count one post of its brand; return its brand's pending (closed) buckets.
 
         With the post's input position ``pos``, a post the brand's state has already
         applied (a redelivery, or a copy enrich sent again) changes nothing.
         """
-        state = self.buckets.get(sp.post.brand)
-        b = self._load(sp.post.brand)
-        if pos is not None and applied(state, pos):
-            return b.pending()
-        b.add(sp)
-        self.buckets[sp.post.brand] = with_position(b.state_dict(), pos)
-        return b.pending()
+        self.count(sp, pos)
+        return self.pending(sp.post.brand)
+
+    def count(self, sp: ScoredPost, pos: Position | None = None) -> None:
+        """:meth:`add` without building the pending buckets (a batch asks once, at its end)."""
+        brand = sp.post.brand
+        b, last = self._get(brand)
+        if _covered(last, pos):
+            return
+        try:
+            b.add(sp)
+        except Exception:
+            if self._held is not None:
+                self._redo(brand)
+            raise
+        self._put(brand, b, pos if pos is not None else last)
+        if self._held is not None:
+            self._held.applied(brand, sp, pos)
+
+    def pending(self, brand: str) -> list[SeriesStats]:
+        """The brand's closed buckets not yet acknowledged."""
+        return self._get(brand)[0].pending()
+
+    def _redo(self, brand: str) -> None:
+        held = self._held
+        assert held is not None
+        held.objs.pop(brand, None)
+        b, last = self._load(brand), position_of(self.buckets.get(brand))
+        for sp, pos in held.inputs.get(brand, []):
+            if not _covered(last, pos):
+                b.add(sp)
+                last = pos if pos is not None else last
+        held.objs[brand] = (b, last)
 
     def ack(self, brand: str) -> None:
-        state = self.buckets.get(brand)
-        b = self._load(brand)
+        b, last = self._get(brand)
         if b.pending_from is not None:
             b.ack()
-            self.buckets[brand] = _keep_position(b.state_dict(), state)
+            self._put(brand, b, last)
 
     def flush(self) -> list[SeriesStats]:
         """Close every brand's open buckets (end of a finite replay) and hand them on."""
@@ -231,6 +308,9 @@ class Detection:
         self.evidence = evidence
         self.watch = watch
         self.bucket_seconds = bucket_seconds
+        #: The reading of the last bucket :meth:`observe` applied (None for a repeat).
+        self.last: Reading | None = None
+        self._held: _Held | None = None
 
     def set_watch(self, watch: WatchConfig | None) -> None:
         """Decide the next buckets with this watch config."""
@@ -242,31 +322,79 @@ class Detection:
         d = self.watch.detect(stats.brand, stats.channel)
         return SeriesMonitor.create(self.detector, d.detector_params(self.bucket_seconds, self.params),
                                     d.policy(self.bucket_seconds, self.policy), self.evidence)
-        #: The reading of the last bucket :meth:`observe` applied (None for a repeat).
-        self.last: Reading | None = None
+
+    def begin_batch(self) -> None:
+        """Keep changed monitors in memory until :meth:`end_batch` (see the module's doc)."""
+        self._held = _Held()
+
+    def end_batch(self, before_write: Callable[[str], None] | None = None) -> None:
+        """Write each monitor the batch changed, once (``before_write(series)`` first)."""
+        held, self._held = self._held, None
+        for series, (mon, pos) in (held.objs if held else {}).items():
+            if before_write is not None:
+                before_write(series)
+            self.monitors[series] = with_position(mon.state_dict(), pos)
+
+    def _get(self, stats: SeriesStats) -> tuple[SeriesMonitor, Position | None]:
+        if self._held is not None and stats.series in self._held.objs:
+            return self._held.objs[stats.series]
+        state = self.monitors.get(stats.series)
+        mon = SeriesMonitor.from_state(state) if state is not None else self._create(stats)
+        return mon, position_of(state)
+
+    def _put(self, series: str, mon: SeriesMonitor, pos: Position | None) -> None:
+        if self._held is not None:
+            self._held.objs[series] = (mon, pos)
+        else:
+            self.monitors[series] = with_position(mon.state_dict(), pos)
 
     def observe(self, stats: SeriesStats, pos: Position | None = None) -> list[Alert]:
         """Feed one bucket to its series' monitor; return the alerts not yet handed on.
 
         With the record's input position ``pos``, a bucket already applied changes nothing.
         """
-        state = self.monitors.get(stats.series)
-        mon = SeriesMonitor.from_state(state) if state is not None else self._create(stats)
+        mon, last = self._get(stats)
         self.last = None
-        if pos is not None and applied(state, pos):
+        if _covered(last, pos):
             return list(mon.outbox)
+        try:
+            self._apply(mon, stats)
+        except Exception:
+            if self._held is not None:
+                self._redo(stats)
+            raise
+        self.last = mon.reading
+        self._put(stats.series, mon, pos if pos is not None else last)
+        if self._held is not None:
+            self._held.applied(stats.series, stats, pos)
+        return list(mon.outbox)
+
+    def _apply(self, mon: SeriesMonitor, stats: SeriesStats) -> None:
         watch = self.watch
         if watch is not None:
             mon.policy.config = watch.policy(stats.brand, stats.channel, self.bucket_seconds, self.policy)
         new = mon.observe(stats)
         if watch is not None and new:
             mon.outbox[-len(new):] = [dataclasses.replace(a, config_version=watch.version) for a in new]
-        self.last = mon.reading
-        self.monitors[stats.series] = with_position(mon.state_dict(), pos)
-        return list(mon.outbox)
+
+    def _redo(self, stats: SeriesStats) -> None:
+        held = self._held
+        assert held is not None
+        held.objs.pop(stats.series, None)
+        state = self.monitors.get(stats.series)
+        mon = SeriesMonitor.from_state(state) if state is not None else self._create(stats)
+        last = position_of(state)
+        for st, pos in held.inputs.get(stats.series, []):
+            if not _covered(last, pos):
+                self._apply(mon, st)
+                last = pos if pos is not None else last
+        held.objs[stats.series] = (mon, last)
 
     def ack(self, series: str) -> None:
         """The alerts returned for ``series`` have been handed on: forget them."""
+        if self._held is not None and series in self._held.objs:
+            self._held.objs[series][0].outbox = []
+            return
         state = self.monitors.get(series)
         if state is not None and state["outbox"]:
             mon = SeriesMonitor.from_state(state)

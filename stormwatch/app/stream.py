@@ -231,32 +231,34 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     async def aggregate(stream: faust.StreamT) -> None:
         agg = Aggregator(buckets, settings.bucket_seconds, settings.lateness_seconds)
         async for events in stream.take_events(settings.stage_batch, within=settings.stage_within):
-            # Count the whole batch, then send each brand's closed buckets once, wait for Kafka,
-            # acknowledge them in the state and drain the changelog: one round trip per batch,
-            # not per post (a replay closes eight buckets per post). A batch is acknowledged to
-            # Kafka only after this body returns.
-            closed: dict[str, tuple[list[SeriesStats], EventT]] = {}
+            # Count the whole batch in memory, send each brand's closed buckets once, wait for
+            # Kafka, acknowledge them, then write each brand's state once and drain the
+            # changelog: per batch, not per post, one round trip and one state record per
+            # brand. Faust acknowledges the batch's offsets only after this body returns.
+            agg.begin_batch()
+            last: dict[str, EventT] = {}  # per brand, its last event (a brand's posts share a partition)
             for event in events:
                 in_context_of(event)
                 try:
                     sp = ScoredPost.from_dict(json.loads(event.value))
-                    pending = agg.add(sp, _position(event, sp.source_offset))
+                    last[sp.post.brand] = event
+                    agg.count(sp, _position(event, sp.source_offset))
                 except Exception as exc:  # a bad record must not stop the stream
                     await to_dlq(dead_letter("aggregate", event.value, "bad_record", repr(exc)[:500],
                                              _where(event)))
                     continue
-                if pending:  # all of the brand's unacknowledged buckets, so the latest list wins
-                    closed[sp.post.brand] = (pending, event)
+            closed = {brand: pending for brand in last if (pending := agg.pending(brand))}
             sends = []
-            for brand_stats, last in closed.values():  # a brand's posts share one partition
-                headers = appended_header(appended_at(last.headers, last.message.timestamp))
+            for brand, brand_stats in closed.items():
+                ev = last[brand]
+                headers = appended_header(appended_at(ev.headers, ev.message.timestamp))
                 sends += [await stats_t.send(key=st.series.encode(), value=dumps(st),
-                                             partition=last.message.partition, headers=headers)
+                                             partition=ev.message.partition, headers=headers)
                           for st in brand_stats]
             await delivered(sends)
-            for brand, (_, last) in closed.items():
-                in_context_of(last)
+            for brand in closed:
                 agg.ack(brand)  # only once Kafka has them
+            agg.end_batch(before_write=lambda key, last=last: in_context_of(last[key]))
             await changelog_flushed(app)
             for event in events:
                 tele.aggregated(event.message.timestamp)
@@ -264,7 +266,9 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     @app.agent(stats_t, name="detect")
     async def detect(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.stage_batch, within=settings.stage_within):
-            outboxes: dict[str, tuple[list[Alert], EventT]] = {}
+            det.begin_batch()  # as in aggregate: one state record per series and batch
+            last: dict[str, EventT] = {}
+            outboxes: dict[str, list[Alert]] = {}
             for event in events:
                 in_context_of(event)
                 try:
@@ -273,6 +277,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                     await to_dlq(dead_letter("detect", event.value, "bad_record", repr(exc)[:500],
                                              _where(event)))
                     continue
+                last[st.series] = event
                 try:
                     alerts = det.observe(st, _position(event))
                 except Exception as exc:  # a detector bug on one bucket: that bucket only
@@ -280,15 +285,16 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                     await to_dlq(dead_letter("detect", event.value, "detector_error", repr(exc)[:500],
                                              _where(event)))
                     continue
-                new = [a for a in alerts if a not in outboxes.get(st.series, ([], event))[0]]
+                new = [a for a in alerts if a not in outboxes.get(st.series, [])]
                 if alerts:  # the series' whole outbox: the latest list wins
-                    outboxes[st.series] = (alerts, event)
+                    outboxes[st.series] = alerts
                 tele.detected(st, det.last, new, event.message.timestamp, appended_at(event.headers))
             await delivered([await alerts_t.send(key=alert.id.encode(), value=dumps(alert))
-                             for alerts, _ in outboxes.values() for alert in alerts])
-            for series, (_, last) in outboxes.items():
-                in_context_of(last)
+                             for alerts in outboxes.values() for alert in alerts])
+            for series in outboxes:
+                in_context_of(last[series])
                 det.ack(series)  # only once Kafka has them
+            det.end_batch(before_write=lambda key, last=last: in_context_of(last[key]))
             await changelog_flushed(app)
 
     return app
