@@ -76,14 +76,18 @@ class Enricher:
     def __init__(self, scorer: Scorer, watch: WatchConfig | None = None,
                  crisis: CrisisClassifier | None = None) -> None:
         self.scorer = scorer
-        self.crisis = crisis or default_classifier()
+        self._crisis = self.crisis = crisis or default_classifier()
         self.unmatched = 0  # posts that named no watched brand (or came from an unwatched channel)
         self.set_watch(watch)
 
     def set_watch(self, watch: WatchConfig | None) -> None:
-        """Use this watch config's brand queries from the next batch on (None: the posts' ``brand``)."""
+        """Use this watch config's brand queries (None: the posts' ``brand``) and crisis-type
+        rules (its ``crisis_types`` section, else the ones the enricher was made with) from
+        the next batch on."""
         self.watch = watch
         self.matcher = watch.matcher() if watch is not None else None
+        rules = watch.sections.get("crisis_types") if watch is not None else None
+        self.crisis = rules if rules is not None else self._crisis
 
     def enrich_matched(self, raws: Sequence[Any], sources: Sequence[str] | None = None
                        ) -> list[list[ScoredPost] | DeadLetter]:

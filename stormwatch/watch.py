@@ -17,6 +17,10 @@ Top-level sections (any other is an error, so a typo never silently does nothing
 * ``routing`` — ``receivers`` (name → ``{type: ..., ...}``), ``teams`` (name → severity →
   receiver names) and ``default_team``.
 
+* ``crisis_types`` and ``playbooks`` — the crisis-type rules and the playbooks, in the
+  shape of the package's ``crisis_types.yaml`` and ``playbooks.yaml``
+  (:mod:`stormwatch.crisis`; every type needs a playbook); absent: the package's.
+
 More sections can be registered by other modules (:func:`register_section`).
 
 A detect block: ``preset`` (``fewer``, ``balanced``, ``more``: :data:`PRESETS`) and explicit
@@ -515,6 +519,8 @@ def parse_watch(text: str | bytes, name: str = "<watch config>") -> WatchConfig:
         raise doc.error(("brands",), "no brands: a watch config needs at least one")
     brands = {n: _brand(doc, ("brands", n), n, b, teams) for n, b in brands_raw.items()}
     sections = {k: SECTIONS[k](top[k], doc, (k,)) for k in SECTIONS if k in top}
+    if "crisis_types" in sections or "playbooks" in sections:
+        _check_playbooks(doc, sections)
     cfg = WatchConfig(name, hashlib.sha256(data).hexdigest()[:12], brands,
                       _detect_block(doc, ("defaults",), defaults), channels, receivers, teams,
                       default_team, sections)
@@ -604,3 +610,47 @@ def check_main(args: Any) -> int:
             print(f"{brand + '/' + ch:<32}{d.preset:<10}{d.threshold:>10g}{d.min_volume:>11g}"
                   f"{d.cooldown / 60:>9g}m{d.persist / 60:>8g}m  {rec}")
     return 0
+
+
+def _crisis_error(doc: _Doc, exc: Exception) -> WatchConfigError:
+    """A crisis-config error (``crisis_types[2].rules.en[0]: message``) with its line."""
+    text = str(exc)
+    where, _, message = text.partition(": ")
+    path = tuple(p for p in re.split(r"[.\[\]]+", where) if p)
+    return doc.error(path, message or text)
+
+
+def _crisis_types_section(value: Any, doc: _Doc, path: Path_) -> Any:
+    from stormwatch.crisis.types import CrisisClassifier, CrisisConfigError, parse_types
+
+    try:
+        return CrisisClassifier(parse_types(value, ".".join(path)))
+    except CrisisConfigError as exc:
+        raise _crisis_error(doc, exc) from None
+
+
+def _check_playbooks(doc: _Doc, sections: Mapping[str, Any]) -> None:
+    """Every crisis type (the config's, else the package's) needs its playbook."""
+    from stormwatch.crisis.playbooks import check_coverage, default_playbooks
+    from stormwatch.crisis.types import CrisisConfigError, default_classifier
+
+    types = (sections.get("crisis_types") or default_classifier()).types
+    try:
+        check_coverage(types, sections.get("playbooks") or default_playbooks())
+    except CrisisConfigError as exc:
+        raise _crisis_error(doc, exc) from None
+
+
+def _playbooks_section(value: Any, doc: _Doc, path: Path_) -> Any:
+    from stormwatch.crisis.playbooks import parse_playbooks
+    from stormwatch.crisis.types import CrisisConfigError
+
+    try:
+        return parse_playbooks(value, ".".join(path))
+    except CrisisConfigError as exc:
+        raise _crisis_error(doc, exc) from None
+
+
+register_section("crisis_types", _crisis_types_section)
+register_section("playbooks", _playbooks_section)
+

@@ -25,7 +25,7 @@ def alert(brand="US Airways", channel="*", event="open", severity="critical"):
                  playbook="outage", evidence={"posts": 25, "burst_terms": {"en": [{"term": "computer"}]}})
 
 
-def make_client(clock=lambda: 1000.0):
+def make_client(clock=lambda: 1000.0, rate=(1e6, 10**6)):
     esc = Escalation()
     esc.on_alert(alert(), now=0)
     esc.on_alert(alert("United", "twitter", severity="warning"), now=0)
@@ -37,7 +37,7 @@ def make_client(clock=lambda: 1000.0):
     async def publish(ev):
         sent.append(ev)
 
-    return TestClient(create_app(esc, TOKEN, publish=publish, clock=clock)), esc, sent
+    return TestClient(create_app(esc, TOKEN, publish=publish, clock=clock, rate=rate)), esc, sent
 
 
 def test_token_is_required_everywhere_but_healthz():
@@ -150,3 +150,14 @@ def test_publish_is_awaited_in_order():
     client.post("/alerts/United/twitter@2015-02-22T22:22Z/resolve", json={"by": "a"}, headers=h)
     assert [e.event for e in sent] == ["ack", "resolve"]
     assert asyncio.iscoroutinefunction(client.app.router.routes[-1].endpoint)
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after_and_others_do_not():
+    client, _, _ = make_client(rate=(0.5, 3))
+    codes = [client.get("/alerts", headers=bearer(TOKEN)).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    refused = client.get("/playbooks", headers=bearer(TOKEN))
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+    assert refused.json() == {"detail": "too many requests; retry in 2 s"}
+    other = TestClient(client.app, client=("10.0.0.7", 5000))
+    assert other.get("/alerts", headers=bearer(TOKEN)).status_code == 200

@@ -130,3 +130,46 @@ def test_secrets_reach_the_pods_as_files_only():
         assert mounted == {"stormwatch-secrets"}, name
     assert by_kind("Deployment")["stormwatch-worker"]["spec"]["template"]["spec"][
         "terminationGracePeriodSeconds"] >= 30
+
+
+def _settings_read_by_the_code() -> set[str]:
+    import re
+
+    names: set[str] = set()
+    for path in (REPO_ROOT / "stormwatch").rglob("*.py"):
+        names.update(re.findall(r"STORMWATCH_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")))
+    return names
+
+
+def _env_names(node: Any) -> set[str]:
+    """Every STORMWATCH_* variable a deployment file sets (mapping keys or `name:` values)."""
+    out: set[str] = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(k, str) and k.startswith("STORMWATCH_"):
+                out.add(k)
+            if k == "name" and isinstance(v, str) and v.startswith("STORMWATCH_"):
+                out.add(v)
+            out |= _env_names(v)
+    elif isinstance(node, list):
+        for v in node:
+            out |= _env_names(v)
+    return out
+
+
+def test_every_setting_the_deployment_files_set_is_one_the_code_reads():
+    known = _settings_read_by_the_code()
+    manifests = [d for f in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs = [compose(), *manifests]
+    used = set().union(*(_env_names(d) for d in docs))
+    assert len(used) >= 6
+    unknown = {n for n in used if n not in known and not (n.endswith("_FILE") and n[:-5] in known)}
+    assert unknown == set()
+
+
+def test_the_configmaps_watch_config_is_valid():
+    from stormwatch.watch import parse_watch
+
+    cm = yaml.safe_load((K8S / "configmap.yaml").read_text())
+    cfg = parse_watch(cm["data"]["watch.yaml"], "configmap.yaml:watch.yaml")
+    assert list(cfg.brands) == ["Acme Bank"] and "mastodon" in cfg.channels

@@ -69,8 +69,9 @@ def test_negative_threshold() -> None:
                                                    "under routing.teams"),
     ("  Other: {preset: more}\n", "watch.yaml:14: brands.Other: no query: give handles, hashtags, keywords "
                                   "or query"),
-    ("playbooks: {}\n", "watch.yaml:14: playbooks: unknown section; known: version, defaults, channels, "
-                        "brands, routing"),
+    ("playbook: {}\n", "watch.yaml:14: playbook: unknown section; known: version, defaults, channels, "
+                       "brands, routing, crisis_types, playbooks"),
+    ("playbooks: {}\n", "watch.yaml:14: playbooks: expected a non-empty list of playbooks"),
     ("  Acme: {handles: ['@x']}\n", "watch.yaml:14: brands.Acme: given twice"),
 ])
 def test_more_errors(snippet: str, message: str) -> None:
@@ -219,3 +220,70 @@ def test_a_value_too_long_to_print_still_gets_its_line_and_field() -> None:
     with pytest.raises(WatchConfigError) as err:
         parse_watch("brands:\n  A:\n    channels: [0x" + "f" * 5000 + "]\n", "w.yaml")
     assert str(err.value).startswith("w.yaml:3: brands.A.channels.0: cannot read")
+
+
+CRISIS_WATCH = """\
+brands:
+  Acme:
+    keywords: [acme]
+crisis_types:
+  - id: outage
+    label: Outage
+    rules:
+      de: [kaputt, "geht nicht"]
+  - id: fees
+    label: Fees
+    rules:
+      en: [overdraft*]
+playbooks:
+  - id: outage
+    title: Outage
+    owner: it
+    channels: [twitter]
+    core_messages: {de: "Wir arbeiten daran."}
+    escalation: {resend_after_minutes: 15, levels: [oncall]}
+    runbook: https://wiki.example.com/outage
+  - id: fees
+    title: Fees
+    owner: product
+    channels: [twitter]
+    core_messages: {en: "We hear you."}
+    escalation: {resend_after_minutes: 30, levels: [social]}
+    runbook: https://wiki.example.com/fees
+  - id: general
+    title: General
+    owner: social
+    channels: [twitter]
+    core_messages: {en: "Thanks for telling us."}
+    escalation: {resend_after_minutes: 30, levels: [social]}
+    runbook: https://wiki.example.com/general
+"""
+
+
+def test_the_watch_config_carries_crisis_rules_and_playbooks_and_enrich_uses_them(tmp_path: Path) -> None:
+    cfg = parse_watch(CRISIS_WATCH, "w.yaml")
+    assert sorted(cfg.sections["playbooks"]) == ["fees", "general", "outage"]
+    enr = Enricher(LexiconScorer(), cfg)
+    out = enr.enrich_matched([raw(1, "acme app ist kaputt"), raw(2, "acme overdraft charges again"),
+                              raw(3, "acme Störung")])
+    assert [[sp.crisis for sp in item] for item in out] == [["outage"], ["fees"], [None]]
+    enr.set_watch(parse_watch("brands:\n  Acme:\n    keywords: [acme]\n", "w.yaml"))  # back to the package's
+    assert enr.enrich_matched([raw(3, "acme Störung")])[0][0].crisis == "outage"
+    path = tmp_path / "watch.yaml"
+    path.write_text(CRISIS_WATCH)
+    from stormwatch.api.server import watch_playbooks
+    from stormwatch.config import Settings
+
+    assert watch_playbooks(Settings(watch=str(path)))["outage"].owner == "it"
+    assert watch_playbooks(Settings()) is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("[kaputt, ", "['re:(', "), "w.yaml:8: crisis_types.0.rules.de"),
+    (("  - id: fees\n    title: Fees", "  - id: feesx\n    title: Fees"),
+     "w.yaml:13: playbooks: no playbook for fees"),
+])
+def test_crisis_sections_errors_name_the_line(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(WatchConfigError) as err:
+        parse_watch(CRISIS_WATCH.replace(*change), "w.yaml")
+    assert str(err.value).startswith(message), str(err.value)

@@ -5,8 +5,9 @@ A thin runtime over the pure :class:`~stormwatch.crisis.escalation.Escalation`: 
 app only parses requests, checks the token and calls it; what the machine returns
 for an ack or resolve is handed to ``publish`` (the server writes it to the ``alerts``
 topic). Every route but ``/healthz`` needs ``Authorization: Bearer <token>``, compared
-in constant time; request bodies are limited to :data:`MAX_BODY_BYTES`. The OpenAPI
-spec is served at ``/openapi.json``.
+in constant time; request bodies are limited to :data:`MAX_BODY_BYTES`, and each client
+(address) to :data:`RATE_PER_S` requests a second (bursts of :data:`RATE_BURST`; more get
+429 with ``Retry-After``). The OpenAPI spec is served at ``/openapi.json``.
 
 >>> from fastapi.testclient import TestClient
 >>> client = TestClient(create_app(Escalation(), token="s3cret"))
@@ -19,6 +20,7 @@ spec is served at ``/openapi.json``.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
@@ -32,11 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from stormwatch.crisis.escalation import Escalation, Incident, IncidentError
 from stormwatch.crisis.playbooks import Playbook
 from stormwatch.model import Alert, writable
+from stormwatch.ratelimit import TokenBucket
 
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 16 * 1024
 #: Most alerts one list call returns.
 MAX_LIST = 500
+#: Requests per client and second, sustained, and at once.
+RATE_PER_S = 20.0
+RATE_BURST = 40
 
 Publish = Callable[[Alert], Awaitable[None]]
 _SCHEME = HTTPBearer(auto_error=False, description="the API token")
@@ -132,7 +138,8 @@ class PlaybookOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "missing or wrong token"},
-                                           413: {"model": Problem, "description": "body too large"}}
+                                           413: {"model": Problem, "description": "body too large"},
+                                           429: {"model": Problem, "description": "over the client's rate"}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "no such incident"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem,
                                                    "description": "the incident's state forbids it"},
@@ -149,8 +156,10 @@ def _detail(esc: Escalation, inc: Incident) -> dict[str, Any]:
 
 
 def create_app(escalation: Escalation, token: str, publish: Publish | None = None,
-               clock: Callable[[], float] = time.time, lifespan: Any = None) -> FastAPI:
-    """The API over one escalation machine. ``token`` must be non-empty."""
+               clock: Callable[[], float] = time.time, lifespan: Any = None,
+               rate: tuple[float, int] = (RATE_PER_S, RATE_BURST)) -> FastAPI:
+    """The API over one escalation machine. ``token`` must be non-empty; ``rate`` is
+    (requests per second, burst) per client."""
     if not token:
         raise ValueError("the API needs a token (STORMWATCH_API_TOKEN or STORMWATCH_API_TOKEN_FILE)")
     secret = token.encode("utf-8")
@@ -171,6 +180,7 @@ def create_app(escalation: Escalation, token: str, publish: Publish | None = Non
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(Utf8Query)
+    app.add_middleware(RateLimit, bucket=TokenBucket(*rate))  # outermost: before any other work
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -263,6 +273,26 @@ class Utf8Query:
             except UnicodeDecodeError as exc:
                 response = JSONResponse({"detail": f"the query string is not UTF-8 (byte {exc.start})"},
                                         status_code=400)
+                await response({"type": "http"}, None, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class RateLimit:
+    """ASGI middleware: 429 with ``Retry-After`` once a client (its address) is over its rate."""
+
+    def __init__(self, app: Any, bucket: TokenBucket) -> None:
+        self.app = app
+        self.bucket = bucket
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            client = (scope.get("client") or ("?", 0))[0]
+            wait = self.bucket.take(str(client))
+            if wait > 0.0:
+                retry = max(1, math.ceil(wait))
+                response = JSONResponse({"detail": f"too many requests; retry in {retry} s"},
+                                        status_code=429, headers={"Retry-After": str(retry)})
                 await response({"type": "http"}, None, send)
                 return
         await self.app(scope, receive, send)

@@ -38,6 +38,15 @@ def api_token(env: Any = None) -> str:
     return token
 
 
+def watch_playbooks(settings: Settings) -> dict[str, Any] | None:
+    """The playbooks of the watch config (``STORMWATCH_WATCH``), if it has that section."""
+    if not settings.watch:
+        return None
+    from stormwatch.watch import load_watch
+
+    return load_watch(settings.watch).sections.get("playbooks")
+
+
 def build(settings: Settings, token: str, escalation: Escalation | None = None) -> Any:
     """The FastAPI app wired to Kafka: consumers and the clock start with it, stop with it."""
     from aiokafka import AIOKafkaProducer
@@ -45,7 +54,7 @@ def build(settings: Settings, token: str, escalation: Escalation | None = None) 
     from stormwatch.api.app import create_app
     from stormwatch.sinks.console import read_topic
 
-    esc = escalation or Escalation()
+    esc = escalation or Escalation(watch_playbooks(settings))
     producers: list[AIOKafkaProducer] = []  # made inside the server's event loop
 
     async def publish(alert: Alert) -> None:
