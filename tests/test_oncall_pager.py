@@ -175,8 +175,9 @@ def test_real_alertmanager_pages_once_across_a_pager_restart_and_sends_the_resol
                 again = [dict(p, endsAt="2099-01-01T00:00:00Z") for p in second.snapshot(0.0)]
                 asyncio.run(client.push(again))
                 time.sleep(2.5)  # longer than group_interval: a change would be notified
-            asyncio.run(client.push(second.apply(incident[1].to_dict(), 0.0)
-                                    + second.apply(twitter[1].to_dict(), 0.0)))
+            # as the pager reads them: together, the brand-wide resolve pushed after its twin's
+            # (pushed first, it lifts the twin's inhibition for a moment, and the twin pages)
+            asyncio.run(client.push(second.apply_batch([incident[1].to_dict(), twitter[1].to_dict()], 0.0)))
             wait_for(lambda: any(b["status"] == "resolved" for b in rx.bodies("/crisis-webhook")), 60, 0.5,
                      "the resolve")
     finally:

@@ -272,6 +272,28 @@ def extend_firing(alerts: Sequence[Payload], made: float, now: float) -> list[Pa
     return out
 
 
+#: Seconds between pushing firing brand-wide alerts and the per-channel ones they inhibit.
+INHIBIT_SETTLE_S = 0.5
+
+
+def split_sources(alerts: Sequence[Payload], now: float) -> tuple[list[Payload], list[Payload]]:
+    """(firing brand-wide alerts, everything else), each in its order.
+
+    >>> wide = {"labels": {"channel": "all"}, "endsAt": "2099-01-01T00:00:00Z"}
+    >>> twin = {"labels": {"channel": "twitter"}, "endsAt": "2099-01-01T00:00:00Z"}
+    >>> gone = {"labels": {"channel": "all"}, "endsAt": "2015-02-22T22:52:00Z"}
+    >>> split_sources([twin, gone, wide], now=1.8e9) == ([wide], [twin, gone])
+    True
+    """
+    first: list[Payload] = []
+    rest: list[Payload] = []
+    for a in alerts:
+        firing = _ts(str(a.get("endsAt", ""))) > now if a.get("endsAt") else True
+        brand_wide = a.get("labels", {}).get("channel") == channel_label(ALL_CHANNELS)
+        (first if firing and brand_wide else rest).append(a)
+    return first, rest
+
+
 class AlertmanagerClient:
     """POST alerts to ``URL/api/v2/alerts``, retrying with exponential backoff while it is down."""
 
@@ -287,14 +309,28 @@ class AlertmanagerClient:
         with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
             resp.read()
 
-    async def push(self, alerts: Sequence[Payload], chunk: int = 200) -> None:
+    async def push(self, alerts: Sequence[Payload], chunk: int = 200,
+                   settle_s: float = INHIBIT_SETTLE_S) -> None:
         """Send all of them; a 4xx answer (a payload Alertmanager refuses) is logged, not retried.
 
         Anything else that fails (refused or dropped connection, timeout, 5xx, an answer
         cut short) is retried with exponential backoff until it is accepted: a re-send is
         harmless, Alertmanager identifies an alert by its labels. Each retry sends firing
         alerts with ``endsAt`` moved on by the time spent (:func:`extend_firing`).
+
+        Firing brand-wide alerts go first, and the rest ``settle_s`` later: Alertmanager's
+        inhibitor learns of a new source alert asynchronously, and a per-channel alert that
+        arrives with it (an incident older than ``group_wait`` is notified at once) can
+        slip through before it is inhibited.
         """
+        first, rest = split_sources(alerts, time.time())
+        if first and rest:
+            await self._push(first, chunk)
+            await asyncio.sleep(settle_s)
+            alerts = rest
+        await self._push(alerts, chunk)
+
+    async def _push(self, alerts: Sequence[Payload], chunk: int) -> None:
         for i in range(0, len(alerts), chunk):
             part = alerts[i:i + chunk]
             backoff, retries, first, wall = 0.5, 0, time.monotonic(), time.time()
