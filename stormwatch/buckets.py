@@ -78,6 +78,10 @@ class BrandBuckets:
         self.max_t: float | None = None
         self.next_close: int | None = None  # start of the oldest bucket not yet closed
         self.channels: list[str] = []
+        # per channel, the first bucket it is reported in: the oldest bucket still open when
+        # it first appeared (a closed bucket already handed on before it did not list it,
+        # and a batch that hands buckets on later must not list it either)
+        self.channel_from: dict[str, int] = {}
         self.late: dict[str, int] = {}  # late posts not yet reported in a closed bucket
         self.late_total = 0
         self.duplicates = 0
@@ -129,6 +133,8 @@ class BrandBuckets:
     def _add_channel(self, channel: str) -> None:
         self.channels.append(channel)
         self.channels.sort()
+        if self.next_close is not None:
+            self.channel_from[channel] = self.next_close
 
     def flush(self) -> None:
         """Close every open bucket (end of a finite replay); they become pending."""
@@ -158,7 +164,8 @@ class BrandBuckets:
             accs = self.closed.get(start, {})
             late = self.closed_late.get(start, {})
             for key in [ALL_CHANNELS, *self.channels]:
-                out.append(self._stats(start, key, accs.get(key), late.get(key, 0)))
+                if start >= self.channel_from.get(key, start):
+                    out.append(self._stats(start, key, accs.get(key), late.get(key, 0)))
         return out
 
     def ack(self) -> None:
@@ -191,6 +198,7 @@ class BrandBuckets:
             "lateness_seconds": self.lateness_seconds,
             "open": {str(b): v for b, v in self.open.items()},
             "max_t": self.max_t, "next_close": self.next_close, "channels": self.channels,
+            "channel_from": self.channel_from,
             "late": self.late, "late_total": self.late_total, "duplicates": self.duplicates,
             "pending_from": self.pending_from,
             "closed": {str(b): v for b, v in self.closed.items()},
@@ -204,6 +212,7 @@ class BrandBuckets:
         obj.max_t = state["max_t"]
         obj.next_close = state["next_close"]
         obj.channels = list(state["channels"])
+        obj.channel_from = {k: int(v) for k, v in state.get("channel_from", {}).items()}
         obj.late = dict(state["late"])
         obj.late_total = int(state["late_total"])
         obj.duplicates = int(state["duplicates"])

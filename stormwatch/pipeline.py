@@ -52,7 +52,7 @@ from stormwatch.model import (
 )
 from stormwatch.nlp.base import Scorer
 from stormwatch.positions import KEY as POSITION_KEY
-from stormwatch.positions import Position, applied, position_of, with_position
+from stormwatch.positions import Position, applied, batched, is_marker, position_of, with_position
 from stormwatch.watch import WatchConfig
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class Aggregator:
         for brand, (b, pos) in (held.objs if held else {}).items():
             if before_write is not None:
                 before_write(brand)
-            self.buckets[brand] = with_position(b.state_dict(), pos)
+            self.buckets[brand] = batched(with_position(b.state_dict(), pos))
 
     def _get(self, brand: str) -> tuple[BrandBuckets, Position | None]:
         if self._held is not None and brand in self._held.objs:
@@ -277,7 +277,7 @@ class Aggregator:
     def flush(self) -> list[SeriesStats]:
         """Close every brand's open buckets (end of a finite replay) and hand them on."""
         out: list[SeriesStats] = []
-        for brand in sorted(self.buckets):
+        for brand in sorted(b for b in self.buckets if not is_marker(b)):
             state = self.buckets[brand]
             b = self._load(brand)
             b.flush()
@@ -288,7 +288,7 @@ class Aggregator:
 
     def totals(self) -> tuple[int, int]:
         """(late, duplicates) over every brand."""
-        states = list(self.buckets.values())
+        states = [s for k, s in self.buckets.items() if not is_marker(k)]
         return (sum(int(s["late_total"]) for s in states), sum(int(s["duplicates"]) for s in states))
 
 
@@ -337,7 +337,7 @@ class Detection:
         for series, (mon, pos) in (held.objs if held else {}).items():
             if before_write is not None:
                 before_write(series)
-            self.monitors[series] = with_position(mon.state_dict(), pos)
+            self.monitors[series] = batched(with_position(mon.state_dict(), pos))
 
     def _get(self, stats: SeriesStats) -> tuple[SeriesMonitor, Position | None]:
         if self._held is not None and stats.series in self._held.objs:

@@ -72,15 +72,60 @@ def applied(state: Mapping[str, Any] | None, pos: Position) -> bool:
     return pos.source is not None and last.source is not None and pos.source <= last.source
 
 
+def marker_key(partition: int) -> str:
+    """The table key of a partition's batch marker (never a brand or series name).
+
+    A batched stage writes the changed keys' states of a batch in key order, not input
+    order, so a lost suffix of the changelog can keep a later key's state and lose an
+    earlier one's: the highest position a surviving state holds no longer means that
+    everything before it survived. After a batch's states it writes one marker per input
+    partition with the batch's last offset; a marker that survived means every state
+    written before it did.
+    """
+    return f"\x00batch/{partition}"
+
+
+def marker(pos: Position) -> dict[str, Any]:
+    """A batch marker's state: all work on ``pos.partition`` up to ``pos.offset`` is stored."""
+    return with_position({"marker": True}, pos)
+
+
+def batched(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` flagged as written by a batch: its table resumes from markers only."""
+    state[BATCHED] = True
+    return state
+
+
+#: The flag of a state written by a batch (:func:`batched`).
+BATCHED = "batched"
+
+
+def is_marker(key: str) -> bool:
+    return key.startswith("\x00batch/")
+
+
 def resume_offsets(states: Iterable[Mapping[str, Any]], partitions: Iterable[int]) -> dict[int, int]:
     """Per partition, the offset to resume at: one past the highest applied, else 0.
 
     A partition none of whose state survived starts from its beginning (0, which a
-    consumer reads as the earliest offset still kept).
+    consumer reads as the earliest offset still kept). Where batch markers exist
+    (:func:`marker_key`), only they count: one past the partition's marker, else 0 —
+    re-reading is safe, each state skips the records it already holds. A state written
+    by a batch (:func:`batched`) counts as a batched table even when no marker survived.
+
+    >>> keyed = [with_position({}, Position(1, 90)), marker(Position(1, 70))]
+    >>> resume_offsets(keyed, [1, 2])
+    {1: 71, 2: 0}
+    >>> resume_offsets([batched(with_position({}, Position(1, 90)))], [1])
+    {1: 0}
     """
     wanted = set(partitions)
     out = dict.fromkeys(wanted, 0)
+    states = list(states)
+    by_batch = any(s.get("marker") or s.get(BATCHED) for s in states if isinstance(s, Mapping))
     for state in states:
+        if by_batch and not state.get("marker"):
+            continue
         pos = position_of(state)
         if pos is not None and pos.partition in wanted:
             out[pos.partition] = max(out[pos.partition], pos.offset + 1)

@@ -45,7 +45,7 @@ from stormwatch.config import Settings
 from stormwatch.ingest.producer import MAX_REQUEST_BYTES
 from stormwatch.model import Alert, DeadLetter, ScoredPost, SeriesStats, dumps
 from stormwatch.pipeline import Aggregator, Detection, Enricher, dead_letter
-from stormwatch.positions import Position, resume_offsets
+from stormwatch.positions import Position, marker, marker_key, resume_offsets
 from stormwatch.sinks.metrics import PipelineMetrics, Telemetry, appended_at, appended_header
 from stormwatch.watch import WatchFile
 
@@ -81,6 +81,17 @@ def in_context_of(event: EventT) -> None:
     overwriting it there pairs a new value with an old event.
     """
     faust_streams._current_event.set(weakref.ref(event))
+
+
+def write_markers(table: faust.Table, events: list[EventT]) -> None:
+    """After a batch's states: one marker per input partition with its last offset there
+    (see :func:`stormwatch.positions.marker_key`), each on its own changelog partition."""
+    last: dict[int, EventT] = {}
+    for event in events:
+        last[event.message.partition] = event
+    for partition, event in sorted(last.items()):
+        in_context_of(event)
+        table[marker_key(partition)] = marker(Position(partition, event.message.offset))
 
 
 def _where(event: EventT) -> str:
@@ -259,6 +270,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
             for brand in closed:
                 agg.ack(brand)  # only once Kafka has them
             agg.end_batch(before_write=lambda key, last=last: in_context_of(last[key]))
+            write_markers(buckets, events)
             await changelog_flushed(app)
             for event in events:
                 tele.aggregated(event.message.timestamp)
@@ -295,6 +307,7 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
                 in_context_of(last[series])
                 det.ack(series)  # only once Kafka has them
             det.end_batch(before_write=lambda key, last=last: in_context_of(last[key]))
+            write_markers(monitors, events)
             await changelog_flushed(app)
 
     return app
