@@ -234,15 +234,17 @@ class Aggregator:
         With the post's input position ``pos``, a post the brand's state has already
         applied (a redelivery, or a copy enrich sent again) changes nothing.
         """
-        self.count(sp, pos)
-        return self.pending(sp.post.brand)
+        return self._count(sp, pos).pending()
 
     def count(self, sp: ScoredPost, pos: Position | None = None) -> None:
         """:meth:`add` without building the pending buckets (a batch asks once, at its end)."""
+        self._count(sp, pos)
+
+    def _count(self, sp: ScoredPost, pos: Position | None) -> BrandBuckets:
         brand = sp.post.brand
         b, last = self._get(brand)
         if _covered(last, pos):
-            return
+            return b
         try:
             b.add(sp)
         except Exception:
@@ -252,6 +254,7 @@ class Aggregator:
         self._put(brand, b, pos if pos is not None else last)
         if self._held is not None:
             self._held.applied(brand, sp, pos)
+        return b
 
     def pending(self, brand: str) -> list[SeriesStats]:
         """The brand's closed buckets not yet acknowledged."""
