@@ -36,8 +36,8 @@ async def _records_between(consumer: AIOKafkaConsumer, tp: TopicPartition, start
     return n
 
 
-async def consumer_lag(settings: Settings) -> dict[str, int]:
-    """Records not yet committed by the worker's group, per input topic."""
+async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """Per input partition: (committed offset, end offset, records not yet committed)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, isolation_level="read_committed")
     await admin.start()
@@ -46,18 +46,45 @@ async def consumer_lag(settings: Settings) -> dict[str, int]:
         committed = await admin.list_consumer_group_offsets(settings.app_id)
         tps = [TopicPartition(settings.topic(t), p) for t in INPUTS for p in range(settings.partitions)]
         ends = await consumer.end_offsets(tps)
-        lag: dict[str, int] = {t: 0 for t in INPUTS}
+        out = {}
         for tp in tps:
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
             gap = max(0, ends[tp] - done)
             if 0 < gap <= SMALL_GAP:
                 gap = await _records_between(consumer, tp, done, ends[tp])
-            lag[tp.topic[len(settings.topic_prefix):]] += gap
-        return lag
+            out[tp.topic[len(settings.topic_prefix):], tp.partition] = (done, ends[tp], gap)
+        return out
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def per_topic(lag: dict[tuple[str, int], tuple[int, int, int]]) -> dict[str, int]:
+    """Sum :func:`partition_lag` per topic.
+
+    >>> per_topic({("posts.raw", 0): (5, 9, 4), ("posts.raw", 1): (3, 3, 0), ("stats", 0): (1, 2, 1)})
+    {'posts.raw': 4, 'stats': 1}
+    """
+    out: dict[str, int] = {}
+    for (topic, _), (_, _, n) in lag.items():
+        out[topic] = out.get(topic, 0) + n
+    return out
+
+
+def behind(lag: dict[tuple[str, int], tuple[int, int, int]]) -> str:
+    """The partitions still behind, for an error message.
+
+    >>> behind({("posts.raw", 3): (714, 1825, 1111), ("stats", 0): (2, 2, 0)})
+    'posts.raw[3] committed 714 of 1825 (1111 behind)'
+    """
+    return ", ".join(f"{t}[{p}] committed {done} of {end} ({n} behind)"
+                     for (t, p), (done, end, n) in sorted(lag.items()) if n) or "none"
+
+
+async def consumer_lag(settings: Settings) -> dict[str, int]:
+    """Records not yet committed by the worker's group, per input topic."""
+    return {t: 0 for t in INPUTS} | per_topic(await partition_lag(settings))
 
 
 async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float = 3.0) -> dict[str, int]:
@@ -65,7 +92,8 @@ async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float =
     deadline = time.monotonic() + timeout_s
     zero_since: float | None = None
     while True:
-        lag = await consumer_lag(settings)
+        parts = await partition_lag(settings)
+        lag = {t: 0 for t in INPUTS} | per_topic(parts)
         now = time.monotonic()
         if sum(lag.values()) == 0:
             zero_since = zero_since or now
@@ -74,7 +102,7 @@ async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float =
         else:
             zero_since = None
         if now > deadline:
-            raise TimeoutError(f"worker still behind after {timeout_s:.0f} s: {lag}")
+            raise TimeoutError(f"worker still behind after {timeout_s:.0f} s: {lag}; {behind(parts)}")
         await asyncio.sleep(1.0)
 
 

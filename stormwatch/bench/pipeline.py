@@ -142,6 +142,16 @@ def proc_stats(pid: int) -> dict[str, float]:
     return out
 
 
+def log_tails(logs: Path, workers: int, lines: int = 40) -> str:
+    """The last ``lines`` lines of each worker's log in ``logs``."""
+    out = []
+    for i in range(workers):
+        text = (logs / f"worker{i}.log").read_text(errors="replace").splitlines()
+        out.append(f"--- worker{i}.log (last {min(lines, len(text))} of {len(text)} lines)")
+        out += text[-lines:]
+    return "\n".join(out)
+
+
 class LagSampler(threading.Thread):
     """Samples the worker group's consumer lag once a second; keeps the peak per topic."""
 
@@ -164,10 +174,12 @@ class LagSampler(threading.Thread):
 
 def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, workers: int = 1,
                 scorer: str | None = None, base_env: dict[str, str] | None = None,
-                log_dir: str | None = None) -> dict[str, Any]:
+                log_dir: str | None = None, loglevel: str = "warn") -> dict[str, Any]:
     """Replay ``path`` through ``workers`` worker subprocesses; time it until lag is zero.
 
     The result's ``alerts`` (the alert records read back) is for tests; ``main`` drops it.
+    If the workers do not catch up within ``timeout``, the error names the partitions
+    still behind and ends with the tail of each worker's log.
     """
     from stormwatch.app.lag import wait_caught_up
     from stormwatch.app.topics import ensure_topics
@@ -187,8 +199,8 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
         # Each worker has its own state folder, as on separate machines.
         wenv = {**env, "STORMWATCH_STATE_DIR": str(logs / f"state{i}")}
         with (logs / f"worker{i}.log").open("ab") as fh:
-            procs.append(subprocess.Popen([sys.executable, "-m", "stormwatch.cli", "worker"], env=wenv,
-                                          stdout=fh, stderr=subprocess.STDOUT))
+            cmd = [sys.executable, "-m", "stormwatch.cli", "worker", "--loglevel", loglevel]
+            procs.append(subprocess.Popen(cmd, env=wenv, stdout=fh, stderr=subprocess.STDOUT))
     sampler = LagSampler(s)
     try:
         wait_group(s, workers, min(timeout, 300.0), lambda: all(p.poll() is None for p in procs))
@@ -196,7 +208,10 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
         sampler.start()
         summary = asyncio.run(replay(iter_file(path), s, path))
         t_produced = time.perf_counter() - t0
-        asyncio.run(wait_caught_up(s, timeout, settle_s=2.0))
+        try:
+            asyncio.run(wait_caught_up(s, timeout, settle_s=2.0))
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{log_tails(logs, workers)}") from None
         t_done = time.perf_counter() - t0
         per_worker = [proc_stats(p.pid) for p in procs]
         alerts = asyncio.run(read_alerts(s, 2.0))

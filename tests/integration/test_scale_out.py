@@ -42,7 +42,7 @@ def test_two_and_three_workers_raise_the_same_alerts_as_one(kafka, data, tmp_pat
     runs = {}
     for workers in (1, 2, 3):
         r = bench_kafka(str(posts), Settings.from_env(env), partitions=8, timeout=600, workers=workers,
-                        base_env=env, log_dir=str(tmp_path / f"workers{workers}"))
+                        base_env=env, log_dir=str(tmp_path / f"workers{workers}"), loglevel="info")
         assert r["posts"] == n and r["workers"] == workers
         assert all(rss for rss in r["workers_peak_rss_mib"]), r
         runs[workers] = once(r["alerts"])
