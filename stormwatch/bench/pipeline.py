@@ -108,8 +108,15 @@ async def group_members(settings: Settings) -> tuple[str, int]:
         await admin.close()
 
 
-def wait_group(settings: Settings, workers: int, timeout: float, alive: Callable[[], bool]) -> None:
-    """Wait until ``workers`` workers share the group and the rebalance has settled."""
+def wait_group(settings: Settings, workers: int, timeout: float, alive: Callable[[], bool],
+               ready: Callable[[], bool] = lambda: True) -> None:
+    """Wait until ``workers`` workers share the group, the rebalance has settled and every
+    worker says it is ready (``ready``: tables restored, partitions sought).
+
+    A group can be ``Stable`` while a worker is still recovering; records that arrive in
+    that window were seen once to stall two partitions of the worker that was recovering
+    (faust-streaming 0.15.3; docs/deployment.md), so the replay waits for readiness.
+    """
     deadline = time.monotonic() + timeout
     stable_since: float | None = None
     while True:
@@ -117,15 +124,24 @@ def wait_group(settings: Settings, workers: int, timeout: float, alive: Callable
             raise RuntimeError("a worker exited while joining the group (see its log)")
         state, n = asyncio.run(group_members(settings))
         now = time.monotonic()
-        if state == "Stable" and n == workers:
+        if state == "Stable" and n == workers and ready():
             stable_since = stable_since or now
-            if now - stable_since >= 3.0:  # and stays so (tables recovered, agents started)
+            if now - stable_since >= 1.0:  # and stays so
                 return
         else:
             stable_since = None
         if now > deadline:
-            raise TimeoutError(f"group {settings.app_id}: {n} of {workers} workers, state {state}")
-        time.sleep(1.0)
+            raise TimeoutError(f"group {settings.app_id}: {n} of {workers} workers, state {state}, "
+                               f"all ready: {ready()}")
+        time.sleep(0.5)
+
+
+def workers_ready(logs: Path, workers: int) -> bool:
+    """Whether every worker's log in ``logs`` says it finished its latest rebalance."""
+    from stormwatch.app.stream import ready_after_rebalance
+
+    return all(ready_after_rebalance((logs / f"worker{i}.log").read_text(errors="replace"))
+               for i in range(workers))
 
 
 def proc_stats(pid: int) -> dict[str, float]:
@@ -203,7 +219,8 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
             procs.append(subprocess.Popen(cmd, env=wenv, stdout=fh, stderr=subprocess.STDOUT))
     sampler = LagSampler(s)
     try:
-        wait_group(s, workers, min(timeout, 300.0), lambda: all(p.poll() is None for p in procs))
+        wait_group(s, workers, min(timeout, 300.0), lambda: all(p.poll() is None for p in procs),
+                   lambda: workers_ready(logs, workers))
         t0 = time.perf_counter()
         sampler.start()
         summary = asyncio.run(replay(iter_file(path), s, path))
