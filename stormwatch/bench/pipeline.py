@@ -214,7 +214,7 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
     for i in range(workers):
         # Each worker has its own state folder, as on separate machines.
         wenv = {**env, "STORMWATCH_STATE_DIR": str(logs / f"state{i}")}
-        with (logs / f"worker{i}.log").open("ab") as fh:
+        with (logs / f"worker{i}.log").open("wb") as fh:  # fresh: readiness is read from it
             cmd = [sys.executable, "-m", "stormwatch.cli", "worker", "--loglevel", loglevel]
             procs.append(subprocess.Popen(cmd, env=wenv, stdout=fh, stderr=subprocess.STDOUT))
     sampler = LagSampler(s)
