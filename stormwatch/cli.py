@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", default=None,
                    help="sentiment scorer (default: settings); 'none' does no work, to show the overhead")
     p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--span", type=float, default=None, metavar="SECONDS",
+                   help="first squeeze the event times into this many seconds (a dense stream)")
     p.set_defaults(func=_lazy("stormwatch.bench.pipeline:main"))
 
     p = bsub.add_parser("nab", help="run a detector over the NAB corpus and score it (3 profiles)")

@@ -66,7 +66,7 @@ class Settings:
     guarantee: str = "at_least_once"
     state_dir: str = "var/faust"
     scorer: str = "lexicon"
-    scorer_batch: int = 64
+    scorer_batch: int = 256
     scorer_within: float = 0.5
     #: aggregate and detect take up to this many records (or what arrives within
     #: stage_within seconds) per Kafka round trip
