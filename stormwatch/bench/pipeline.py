@@ -138,7 +138,7 @@ def wait_group(settings: Settings, workers: int, timeout: float, alive: Callable
 
 def workers_ready(logs: Path, workers: int) -> bool:
     """Whether every worker's log in ``logs`` says it finished its latest rebalance."""
-    from stormwatch.app.stream import ready_after_rebalance
+    from stormwatch.app.readiness import ready_after_rebalance
 
     return all(ready_after_rebalance((logs / f"worker{i}.log").read_text(errors="replace"))
                for i in range(workers))
