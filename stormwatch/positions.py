@@ -82,7 +82,7 @@ def marker_key(partition: int) -> str:
     partition with the batch's last offset; a marker that survived means every state
     written before it did.
     """
-    return f"\x00batch/{partition}"
+    return f"{MARKER_PREFIX}{partition}"
 
 
 def marker(pos: Position) -> dict[str, Any]:
@@ -100,8 +100,12 @@ def batched(state: dict[str, Any]) -> dict[str, Any]:
 BATCHED = "batched"
 
 
+#: Every marker key starts so (a NUL byte: no brand or series name does).
+MARKER_PREFIX = "\x00batch/"
+
+
 def is_marker(key: str) -> bool:
-    return key.startswith("\x00batch/")
+    return key.startswith(MARKER_PREFIX)
 
 
 def resume_offsets(states: Iterable[Mapping[str, Any]], partitions: Iterable[int]) -> dict[int, int]:

@@ -61,12 +61,12 @@ async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, 
 
 
 def per_topic(lag: dict[tuple[str, int], tuple[int, int, int]]) -> dict[str, int]:
-    """Sum :func:`partition_lag` per topic.
+    """Sum :func:`partition_lag` per input topic (0 for a topic with no partition listed).
 
     >>> per_topic({("posts.raw", 0): (5, 9, 4), ("posts.raw", 1): (3, 3, 0), ("stats", 0): (1, 2, 1)})
-    {'posts.raw': 4, 'stats': 1}
+    {'posts.raw': 4, 'posts.scored': 0, 'stats': 1}
     """
-    out: dict[str, int] = {}
+    out = dict.fromkeys(INPUTS, 0)
     for (topic, _), (_, _, n) in lag.items():
         out[topic] = out.get(topic, 0) + n
     return out
@@ -84,7 +84,7 @@ def behind(lag: dict[tuple[str, int], tuple[int, int, int]]) -> str:
 
 async def consumer_lag(settings: Settings) -> dict[str, int]:
     """Records not yet committed by the worker's group, per input topic."""
-    return {t: 0 for t in INPUTS} | per_topic(await partition_lag(settings))
+    return per_topic(await partition_lag(settings))
 
 
 async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float = 3.0) -> dict[str, int]:
@@ -93,7 +93,7 @@ async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float =
     zero_since: float | None = None
     while True:
         parts = await partition_lag(settings)
-        lag = {t: 0 for t in INPUTS} | per_topic(parts)
+        lag = per_topic(parts)
         now = time.monotonic()
         if sum(lag.values()) == 0:
             zero_since = zero_since or now

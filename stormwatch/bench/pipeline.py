@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +42,28 @@ def retimed(lines: list[str], span_s: float) -> list[str]:
     >>> [json.loads(x)["created_at"] for x in out[:2]], out[2]
     (['2015-02-17T00:00:00.000Z', '2015-02-17T00:01:00.000Z'], 'not json')
     """
-    def when(line: str) -> datetime | None:
+    from stormwatch.model import InvalidRecord, _utc
+
+    def parsed(line: str) -> tuple[dict[str, Any], datetime] | None:
         try:
-            return datetime.fromisoformat(str(json.loads(line)["created_at"]))
-        except (ValueError, TypeError, KeyError):  # left as it is: the worker rejects it if bad
+            d = json.loads(line)
+            return d, _utc(d["created_at"], "created_at")  # as the post parser reads it
+        except (ValueError, TypeError, KeyError, InvalidRecord):  # left as is: the worker rejects it
             return None
 
-    times = [when(line) for line in lines]
-    known = [t for t in times if t is not None]
+    rows = [parsed(line) for line in lines]
+    known = [row[1] for row in rows if row is not None]
     if not known:
         return list(lines)
     t0, t1 = min(known), max(known)
     scale = span_s / max((t1 - t0).total_seconds(), 1e-9)
     out = []
-    for line, t in zip(lines, times, strict=True):
-        if t is None:
+    for line, row in zip(lines, rows, strict=True):
+        if row is None:
             out.append(line)
             continue
-        d = json.loads(line)
-        new = t0 + (t - t0) * scale
-        d["created_at"] = new.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        d, t = row
+        d["created_at"] = (t0 + (t - t0) * scale).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         out.append(json.dumps(d, ensure_ascii=False))
     return out
 
@@ -109,13 +111,13 @@ async def group_members(settings: Settings) -> tuple[str, int]:
 
 
 def wait_group(settings: Settings, workers: int, timeout: float, alive: Callable[[], bool],
-               ready: Callable[[], bool] = lambda: True) -> None:
+               ready: Callable[[], bool]) -> None:
     """Wait until ``workers`` workers share the group, the rebalance has settled and every
     worker says it is ready (``ready``: tables restored, partitions sought).
 
     A group can be ``Stable`` while a worker is still recovering; records that arrive in
     that window were seen once to stall two partitions of the worker that was recovering
-    (faust-streaming 0.15.3; docs/deployment.md), so the replay waits for readiness.
+    (faust-streaming 0.15.3; docs/reliability.md, "Known limit"), so the replay waits for readiness.
     """
     deadline = time.monotonic() + timeout
     stable_since: float | None = None
