@@ -186,7 +186,7 @@ class _Doc:
         while p and p not in self.lines:
             p = p[:-1]
         line = self.lines.get(p, 1)
-        where = ".".join(path) if path else "(top level)"
+        where = ".".join(map(_field, path)) if path else "(top level)"
         return WatchConfigError(f"{self.name}:{line}: {where}: {message}")
 
     def plain(self, node: Node, path: Path_, loader: yaml.SafeLoader) -> Any:
@@ -304,6 +304,19 @@ class WatchConfig:
         b = self.brands.get(brand)
         team = (b.team if b is not None else None) or self.default_team
         return list(self.teams.get(team, {}).get(severity, ())) if team else []
+
+
+def _field(key: str) -> str:
+    """A key as an error message's field path shows it: as written when it reads as a
+    name (``US Airways``), quoted when it could be misread (spaces at an end, a dot, a
+    control or invisible character, empty, very long).
+
+    >>> _field("US Airways"), _field("  n{"), _field("a.b"), _field("zero\\u200bwidth"), _field("")
+    ('US Airways', "'  n{'", "'a.b'", "'zero\\\\u200bwidth'", "''")
+    """
+    plain = (key and key == key.strip() and "." not in key and len(key) <= 60
+             and key.isprintable() and "'" not in key and '"' not in key)
+    return key if plain else _shown(key).encode("ascii", "backslashreplace").decode("ascii")
 
 
 def _shown(value: Any, limit: int = 60) -> str:

@@ -73,6 +73,13 @@ def test_negative_threshold() -> None:
                        "brands, routing, crisis_types, playbooks"),
     ("playbooks: {}\n", "watch.yaml:14: playbooks: expected a non-empty list of playbooks"),
     ("  Acme: {handles: ['@x']}\n", "watch.yaml:14: brands.Acme: given twice"),
+    # A key that could be misread in the field path is quoted (found by the watch fuzzer).
+    ("'  n{': 1\n", "watch.yaml:14: '  n{': unknown section; known: version, defaults, channels, "
+                    "brands, routing, crisis_types, playbooks"),
+    ("  'Acme.Pay': {preset: loud, handles: ['@p']}\n",
+     "watch.yaml:14: brands.'Acme.Pay'.preset: unknown preset 'loud'; known: fewer, balanced, more"),
+    ("  \"Zero\\u200bWidth\": {preset: loud, handles: ['@z']}\n",
+     "watch.yaml:14: brands.'Zero\\u200bWidth'.preset: unknown preset 'loud'; known: fewer, balanced, more"),
 ])
 def test_more_errors(snippet: str, message: str) -> None:
     assert error_of(GOOD + snippet) == message
