@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--span", type=float, default=None, metavar="SECONDS",
                    help="first squeeze the event times into this many seconds (a dense stream)")
+    p.add_argument("--worker-cpus", default=None, metavar="LIST",
+                   help="kafka mode: run the workers on these CPUs (e.g. 0 or 0-1) and this process "
+                        "(replay, lag reads) on the others, as on separate machines")
     p.set_defaults(func=_lazy("stormwatch.bench.pipeline:main"))
 
     p = bsub.add_parser("nab", help="run a detector over the NAB corpus and score it (3 profiles)")

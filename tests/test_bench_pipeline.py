@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -37,3 +38,15 @@ def test_bench_pipeline_local_with_span_reports_the_span(tmp_path, capsys, monke
     dense = tmp_path / "var" / "bench" / "week.span600s.jsonl"
     times = [json.loads(x)["created_at"] for x in dense.read_text().splitlines()]
     assert times[0] == "2015-02-17T00:00:00.000Z" and times[-1] == "2015-02-17T00:10:00.000Z"
+
+
+def test_bench_pipeline_refuses_worker_cpus_it_cannot_split(tmp_path, capsys):
+    posts = tmp_path / "week.jsonl"
+    posts.write_text("\n".join(week_of_posts(5)) + "\n")
+    mine = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    assert main(["bench", "pipeline", str(posts), "--worker-cpus", mine]) == 2
+    assert "leaves no CPU for the broker and the replay" in capsys.readouterr().err
+    assert main(["bench", "pipeline", str(posts), "--worker-cpus", "0-4095"]) == 2
+    assert "this process may only use" in capsys.readouterr().err
+    assert main(["bench", "pipeline", str(posts), "--worker-cpus", "first"]) == 2
+    assert "not a CPU list" in capsys.readouterr().err

@@ -8,7 +8,8 @@
 #   deploy/kafka/kafka.sh status | logs
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
-# KAFKA_CACHE (<repo>/.cache: jars and broker data), KAFKA_HEAP (512m).
+# KAFKA_CACHE (<repo>/.cache: jars and broker data), KAFKA_HEAP (512m), KAFKA_CPUS (a
+# taskset CPU list such as 1: run the broker on those CPUs only; benchmarks use it).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -61,9 +62,14 @@ start() {
     java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >/dev/null \
       || die "formatting the KRaft storage failed (see $logfile)"
   fi
-  nohup java "${java_opts[@]}" kafka.Kafka "$run/server.properties" >"$run/stdout.log" 2>&1 &
+  local pin=()
+  if [ -n "${KAFKA_CPUS:-}" ]; then
+    command -v taskset >/dev/null || die "KAFKA_CPUS needs taskset (util-linux)"
+    pin=(taskset -c "$KAFKA_CPUS")
+  fi
+  nohup "${pin[@]}" java "${java_opts[@]}" kafka.Kafka "$run/server.properties" >"$run/stdout.log" 2>&1 &
   echo $! > "$pidfile"
-  for _ in $(seq 1 120); do
+  for _ in $(seq 1 240); do
     if ! running; then tail -n 30 "$run/stdout.log" "$logfile" 2>/dev/null >&2; die "Kafka exited during start"; fi
     if port_open "$port" && grep -q "Kafka Server started" "$logfile" 2>/dev/null; then
       echo "kafka.sh: Kafka $version answering on 127.0.0.1:$port (pid $(cat "$pidfile"), log $logfile)"
@@ -71,7 +77,7 @@ start() {
     fi
     sleep 0.5
   done
-  die "Kafka did not answer within 60 s (see $logfile)"
+  die "Kafka did not answer within 120 s (see $logfile)"
 }
 
 stop() {

@@ -36,28 +36,76 @@ async def _records_between(consumer: AIOKafkaConsumer, tp: TopicPartition, start
     return n
 
 
-async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, int, int]]:
-    """Per input partition: (committed offset, end offset, records not yet committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, isolation_level="read_committed")
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-        tps = [TopicPartition(settings.topic(t), p) for t in INPUTS for p in range(settings.partitions)]
+class LagReader:
+    """Reads the group's lag as often as asked over one admin client and one consumer.
+
+    A benchmark polling every second, or a worker exporting the metric, would otherwise
+    open (bootstrap, fetch metadata) and close two clients per read.
+    ``async with LagReader(settings) as r: await r.partitions()``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka, isolation_level="read_committed")
+        try:
+            await admin.start()
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            await admin.close()
+            raise
+        self._admin, self._consumer = admin, consumer
+
+    async def close(self) -> None:
+        admin, consumer, self._admin, self._consumer = self._admin, self._consumer, None, None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
+    async def __aenter__(self) -> LagReader:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def partitions(self) -> dict[tuple[str, int], tuple[int, int, int]]:
+        """Per input partition: (committed offset, end offset, records not yet committed)."""
+        if self._admin is None or self._consumer is None:
+            await self.start()
+        admin, consumer, s = self._admin, self._consumer, self.settings
+        assert admin is not None and consumer is not None
+        committed = await admin.list_consumer_group_offsets(s.app_id)
+        tps = [TopicPartition(s.topic(t), p) for t in INPUTS for p in range(s.partitions)]
         ends = await consumer.end_offsets(tps)
         out = {}
-        for tp in tps:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            gap = max(0, ends[tp] - done)
-            if 0 < gap <= SMALL_GAP:
-                gap = await _records_between(consumer, tp, done, ends[tp])
-            out[tp.topic[len(settings.topic_prefix):], tp.partition] = (done, ends[tp], gap)
+        try:
+            for tp in tps:
+                meta = committed.get(tp)
+                done = meta.offset if meta is not None and meta.offset >= 0 else 0
+                gap = max(0, ends[tp] - done)
+                if 0 < gap <= SMALL_GAP:
+                    gap = await _records_between(consumer, tp, done, ends[tp])
+                out[tp.topic[len(s.topic_prefix):], tp.partition] = (done, ends[tp], gap)
+        finally:
+            consumer.unsubscribe()  # no background fetching between reads
         return out
-    finally:
-        await consumer.stop()
-        await admin.close()
+
+    async def topics(self) -> dict[str, int]:
+        """Records not yet committed, per input topic (:func:`per_topic`)."""
+        return per_topic(await self.partitions())
+
+
+async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """Per input partition: (committed offset, end offset, records not yet committed)."""
+    async with LagReader(settings) as reader:
+        return await reader.partitions()
 
 
 def per_topic(lag: dict[tuple[str, int], tuple[int, int, int]]) -> dict[str, int]:
@@ -87,23 +135,34 @@ async def consumer_lag(settings: Settings) -> dict[str, int]:
     return per_topic(await partition_lag(settings))
 
 
-async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float = 3.0) -> dict[str, int]:
-    """Wait until the lag is zero on every input twice, ``settle_s`` apart."""
+async def caught_up_at(settings: Settings, timeout_s: float, settle_s: float = 3.0
+                      ) -> tuple[dict[str, int], float]:
+    """Wait until the lag is zero on every input twice, ``settle_s`` apart.
+
+    Returns the lag and the ``time.monotonic()`` of the first of those zero reads: when
+    the worker had caught up, not when this noticed it for sure.
+    """
     deadline = time.monotonic() + timeout_s
     zero_since: float | None = None
-    while True:
-        parts = await partition_lag(settings)
-        lag = per_topic(parts)
-        now = time.monotonic()
-        if sum(lag.values()) == 0:
-            zero_since = zero_since or now
-            if now - zero_since >= settle_s:
-                return lag
-        else:
-            zero_since = None
-        if now > deadline:
-            raise TimeoutError(f"worker still behind after {timeout_s:.0f} s: {lag}; {behind(parts)}")
-        await asyncio.sleep(1.0)
+    async with LagReader(settings) as reader:
+        while True:
+            parts = await reader.partitions()
+            lag = per_topic(parts)
+            now = time.monotonic()
+            if sum(lag.values()) == 0:
+                zero_since = zero_since or now
+                if now - zero_since >= settle_s:
+                    return lag, zero_since
+            else:
+                zero_since = None
+            if now > deadline:
+                raise TimeoutError(f"worker still behind after {timeout_s:.0f} s: {lag}; {behind(parts)}")
+            await asyncio.sleep(0.5 if zero_since is None else 1.0)
+
+
+async def wait_caught_up(settings: Settings, timeout_s: float, settle_s: float = 3.0) -> dict[str, int]:
+    """Wait until the lag is zero on every input twice, ``settle_s`` apart (:func:`caught_up_at`)."""
+    return (await caught_up_at(settings, timeout_s, settle_s))[0]
 
 
 def main(args: argparse.Namespace) -> int:

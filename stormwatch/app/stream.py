@@ -132,7 +132,9 @@ def resume_from_state(app: faust.App, table: faust.Table, source: faust.TopicT) 
 def serve_metrics(app: faust.App, settings: Settings, tele: Telemetry) -> None:
     """Serve ``/metrics`` (and the JSON panels) once the worker starts; read the lag every
     ``metrics_lag_interval`` seconds."""
-    from stormwatch.app.lag import consumer_lag
+    from stormwatch.app.lag import LagReader
+
+    reader = LagReader(settings)  # its clients live as long as the worker
 
     @app.task
     async def start_http() -> None:
@@ -142,9 +144,10 @@ def serve_metrics(app: faust.App, settings: Settings, tele: Telemetry) -> None:
     @app.timer(settings.metrics_lag_interval)
     async def read_lag() -> None:
         try:
-            tele.metrics.record_lag(await consumer_lag(settings))
-        except Exception as exc:  # the metric keeps its last value; the next tick tries again
+            tele.metrics.record_lag(await reader.topics())
+        except Exception as exc:  # the metric keeps its last value; the next tick tries afresh
             log.warning("cannot read the consumer lag: %r", exc)
+            await reader.close()
 
 
 def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.App:

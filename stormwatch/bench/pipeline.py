@@ -8,6 +8,11 @@ the peak consumer lag per topic and each worker's peak memory and CPU time.
 ``--scorer none`` swaps the model for a scorer that does nothing, so the pipeline's own
 cost shows. The last line of output is JSON.
 
+``--worker-cpus LIST`` runs the workers on those CPUs (their torch threads follow) and
+this process on the others, so the worker does not share its cores with the load
+generator; start the broker with ``KAFKA_CPUS`` (``deploy/kafka/kafka.sh``) on the
+others too, and the worker has its cores to itself, as in a deployment.
+
 ``--span SECONDS`` first squeezes the file's event times into that many seconds (order
 and relative spacing kept), so the same posts arrive as densely as a busy live stream:
 a week replayed as is closes a one-minute bucket per series for every minute of the
@@ -178,28 +183,81 @@ class LagSampler(threading.Thread):
         self.settings, self.peak, self.halt = settings, {}, threading.Event()  # type: ignore[var-annotated]
 
     def run(self) -> None:
-        from stormwatch.app.lag import consumer_lag
+        asyncio.run(self._sample())
 
-        while not self.halt.is_set():
-            try:
-                lag = asyncio.run(consumer_lag(self.settings))
-            except Exception:  # a sample lost to a busy broker: take the next one
-                lag = {}
-            for topic, n in lag.items():
-                self.peak[topic] = max(self.peak.get(topic, 0), n)
-            self.halt.wait(1.0)
+    async def _sample(self) -> None:
+        from stormwatch.app.lag import LagReader
+
+        reader = LagReader(self.settings)  # one pair of clients for the whole run
+        try:
+            while not self.halt.is_set():
+                try:
+                    lag = await reader.topics()
+                except Exception:  # a sample lost to a busy broker: take the next one afresh
+                    lag = {}
+                    await reader.close()
+                for topic, n in lag.items():
+                    self.peak[topic] = max(self.peak.get(topic, 0), n)
+                await asyncio.sleep(1.0)
+        finally:
+            await reader.close()
+
+
+def cpu_list(text: str) -> set[int]:
+    """CPUs written as for ``taskset -c``.
+
+    >>> sorted(cpu_list("0,2-4"))
+    [0, 2, 3, 4]
+    >>> cpu_list("x")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a CPU list (like 0 or 0,2-3): 'x'
+    """
+    try:
+        out: set[int] = set()
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"not a CPU list (like 0 or 0,2-3): {text!r}") from None
+    return out
+
+
+def split_cpus(worker_cpus: set[int], available: set[int]) -> set[int]:
+    """The CPUs left for the load generator once the workers have ``worker_cpus``.
+
+    >>> sorted(split_cpus({0}, {0, 1}))
+    [1]
+    >>> split_cpus({0, 1}, {0, 1})
+    Traceback (most recent call last):
+    ...
+    ValueError: --worker-cpus 0,1 leaves no CPU for the broker and the replay (this process may use 0,1)
+    """
+    def show(cpus: set[int]) -> str:
+        return ",".join(map(str, sorted(cpus)))
+
+    if not worker_cpus <= available:
+        raise ValueError(f"--worker-cpus {show(worker_cpus)}: this process may only use {show(available)}")
+    rest = available - worker_cpus
+    if not rest:
+        raise ValueError(f"--worker-cpus {show(worker_cpus)} leaves no CPU for the broker and the replay "
+                         f"(this process may use {show(available)})")
+    return rest
 
 
 def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, workers: int = 1,
                 scorer: str | None = None, base_env: dict[str, str] | None = None,
-                log_dir: str | None = None, loglevel: str = "warn") -> dict[str, Any]:
+                log_dir: str | None = None, loglevel: str = "warn",
+                worker_cpus: set[int] | None = None) -> dict[str, Any]:
     """Replay ``path`` through ``workers`` worker subprocesses; time it until lag is zero.
+
+    With ``worker_cpus``, the workers run on those CPUs and this process on the rest.
 
     The result's ``alerts`` (the alert records read back) is for tests; ``main`` drops it.
     If the workers do not catch up within ``timeout``, the error names the partitions
     still behind and ends with the tail of each worker's log.
     """
-    from stormwatch.app.lag import wait_caught_up
+    from stormwatch.app.lag import caught_up_at
     from stormwatch.app.topics import ensure_topics
     from stormwatch.ingest.readers import iter_file
     from stormwatch.ingest.replay import replay
@@ -212,26 +270,35 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
     asyncio.run(ensure_topics(s, tables=True))
     logs = Path(log_dir or f"var/bench/{tag}")
     logs.mkdir(parents=True, exist_ok=True)
+    own_cpus = os.sched_getaffinity(0)
+    rest = split_cpus(worker_cpus, own_cpus) if worker_cpus else own_cpus
+
+    def pinned() -> None:  # in the child, before exec: no thread of ours runs yet
+        if worker_cpus:
+            os.sched_setaffinity(0, worker_cpus)
+
     procs = []
     for i in range(workers):
         # Each worker has its own state folder, as on separate machines.
         wenv = {**env, "STORMWATCH_STATE_DIR": str(logs / f"state{i}")}
         with (logs / f"worker{i}.log").open("wb") as fh:  # fresh: readiness is read from it
             cmd = [sys.executable, "-m", "stormwatch.cli", "worker", "--loglevel", loglevel]
-            procs.append(subprocess.Popen(cmd, env=wenv, stdout=fh, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(cmd, env=wenv, stdout=fh, stderr=subprocess.STDOUT,
+                                          preexec_fn=pinned if worker_cpus else None))
+    os.sched_setaffinity(0, rest)
     sampler = LagSampler(s)
     try:
         wait_group(s, workers, min(timeout, 300.0), lambda: all(p.poll() is None for p in procs),
                    lambda: workers_ready(logs, workers))
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         sampler.start()
         summary = asyncio.run(replay(iter_file(path), s, path))
-        t_produced = time.perf_counter() - t0
+        t_produced = time.monotonic() - t0
         try:
-            asyncio.run(wait_caught_up(s, timeout, settle_s=2.0))
+            _, at = asyncio.run(caught_up_at(s, timeout, settle_s=2.0))
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{log_tails(logs, workers)}") from None
-        t_done = time.perf_counter() - t0
+        t_done = at - t0  # the first read that found no lag (reads 0.5 s apart)
         per_worker = [proc_stats(p.pid) for p in procs]
         alerts = asyncio.run(read_alerts(s, 2.0))
     finally:
@@ -243,6 +310,7 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
                 p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
+        os.sched_setaffinity(0, own_cpus)
     posts = int(summary["posts"])  # type: ignore[call-overload]
     return {"mode": "kafka", "posts": posts, "partitions": partitions, "workers": workers,
             "produce_seconds": round(t_produced, 2), "end_to_end_seconds": round(t_done, 2),
@@ -251,7 +319,8 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
             "peak_lag": dict(sampler.peak),
             "workers_peak_rss_mib": [w.get("peak_rss_mib") for w in per_worker],
             "workers_cpu_s": [w.get("cpu_s") for w in per_worker],
-            "note": "end_to_end includes up to ~3 s of lag polling", "alerts": alerts}
+            "worker_cpus": sorted(worker_cpus) if worker_cpus else None,
+            "note": "end_to_end is until the first zero-lag read; reads are 0.5 s apart", "alerts": alerts}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -271,7 +340,15 @@ def main(args: argparse.Namespace) -> int:
     if args.mode == "local":
         out = bench_local(path, settings)
     else:
-        out = bench_kafka(path, settings, args.partitions, args.timeout, workers=args.workers)
+        try:
+            cpus = cpu_list(args.worker_cpus) if args.worker_cpus else None
+            if cpus:
+                split_cpus(cpus, os.sched_getaffinity(0))
+        except ValueError as exc:
+            print(f"stormwatch bench pipeline: {exc}", file=sys.stderr)
+            return 2
+        out = bench_kafka(path, settings, args.partitions, args.timeout, workers=args.workers,
+                          worker_cpus=cpus)
         out.pop("alerts")
     if args.span:
         out["span_s"] = args.span
