@@ -181,3 +181,20 @@ def test_fewer_layers_variant(tiny: dict) -> None:
     assert float((a * b).sum()) < 0.9999  # really a different (shallower) encoder
     with pytest.raises(ValueError, match="layers"):
         Encoder(tiny["model"], layers=5)
+
+
+def test_available_cpus_follows_a_cgroup_limit(tmp_path, monkeypatch):
+    import os
+
+    from stormwatch.nlp import transformer
+
+    mine = len(os.sched_getaffinity(0))
+    limit = tmp_path / "cpu.max"
+    monkeypatch.setattr(transformer, "CGROUP_CPU_MAX", limit)
+    assert transformer.available_cpus() == mine  # no such file: the affinity mask
+    limit.write_text("max 100000\n")
+    assert transformer.available_cpus() == mine
+    limit.write_text("50000 100000\n")  # half a CPU: one thread
+    assert transformer.available_cpus() == 1
+    limit.write_text("6400000 100000\n")  # 64 CPUs allowed: still only the cores we may run on
+    assert transformer.available_cpus() == mine

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import warnings
@@ -32,15 +33,44 @@ from stormwatch.nlp.heads import HEADS_DIR, LABELS, Head
 log = logging.getLogger(__name__)
 
 
+#: Where cgroup v2 keeps this process's CPU limit (inside a container: the container's).
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def cpu_quota(cpu_max: str) -> int | None:
+    """Whole CPUs a cgroup v2 ``cpu.max`` line allows (at least 1), or None without a limit.
+
+    A container limited to 1.5 CPUs still sees every core of its node in its affinity
+    mask; torch would start a thread per core and be throttled.
+
+    >>> cpu_quota("max 100000"), cpu_quota("150000 100000"), cpu_quota("50000 100000")
+    (None, 2, 1)
+    """
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    return max(1, math.ceil(int(parts[0]) / int(parts[1])))
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU limit."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        limit = cpu_quota(CGROUP_CPU_MAX.read_text())
+    except (OSError, ValueError):
+        limit = None
+    return min(cpus, limit) if limit else cpus
+
+
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads (default: the CPUs this process may use) and one
-    inter-op thread; returns the intra-op count. On 2 cores, 2 + 1 is the fast setting.
+    """Set torch's intra-op threads (default: :func:`available_cpus`) and one inter-op
+    thread; returns the intra-op count.
     """
     import torch
 
     if threads is None:
         env = os.environ.get("STORMWATCH_TORCH_THREADS")
-        threads = int(env) if env else len(os.sched_getaffinity(0))
+        threads = int(env) if env else available_cpus()
     torch.set_num_threads(max(1, threads))
     with contextlib.suppress(RuntimeError):  # already set once in this process
         torch.set_num_interop_threads(1)
