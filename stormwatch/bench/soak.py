@@ -100,15 +100,16 @@ async def produce_at(settings: Settings, rate: float, seconds: float, start_inde
 
 async def sample(settings: Settings, pid: int, samples: Samples, phase: list[str], t0: float,
                  every: float, stop: asyncio.Event) -> None:
-    from stormwatch.app.lag import consumer_lag
+    from stormwatch.app.lag import LagReader
 
-    while not stop.is_set():
-        now = time.monotonic() - t0
-        samples.memory.append((now, phase[0], rss_mib(pid)))
-        lag = await consumer_lag(settings)
-        samples.lag.append((now, phase[0], sum(lag.values())))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+    async with LagReader(settings) as reader:  # one pair of clients for the whole soak
+        while not stop.is_set():
+            now = time.monotonic() - t0
+            samples.memory.append((now, phase[0], rss_mib(pid)))
+            lag = await reader.topics()
+            samples.lag.append((now, phase[0], sum(lag.values())))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
 
 
 async def latencies(settings: Settings) -> dict[int, float]:
