@@ -210,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the CSVs a previous --results run wrote instead of running a detector")
     p.set_defaults(func=_lazy("stormwatch.bench.nab_cli:main"))
 
+    p = bsub.add_parser("profile", help="one brand's posts per hour: level, busiest minutes, peak test")
+    p.add_argument("file", help="posts as JSONL or CSV (labels in label_sentiment are used if present)")
+    p.add_argument("--brand", required=True)
+    p.add_argument("--start", default=None, help="ISO 8601 or epoch seconds (inclusive)")
+    p.add_argument("--end", default=None, help="ISO 8601 or epoch seconds (exclusive)")
+    p.set_defaults(func=_lazy("stormwatch.bench.profile:main"))
+
     p = bsub.add_parser("detector-speed", help="updates/s of one detector on one core")
     p.add_argument("--detector", default=None, help="registered detector name (default: the product's)")
     p.add_argument("--params", default=None, help="detector parameters as JSON")
