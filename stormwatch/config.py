@@ -55,6 +55,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {env[name]!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings. Each field's environment variable is ``STORMWATCH_<FIELD>``."""
@@ -87,6 +98,11 @@ class Settings:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     metrics_lag_interval: float = 15.0
+    #: seconds a partition of this worker may hold records without a commit before it
+    #: counts as stalled (0: not watched); read every metrics_lag_interval
+    stall_seconds: float = 600.0
+    #: a stalled worker exits (code 75) so its supervisor restarts it; off: it only logs
+    stall_exit: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +146,8 @@ class Settings:
             metrics_port=_int(env, "STORMWATCH_METRICS_PORT", d.metrics_port, 0),
             metrics_host=env.get("STORMWATCH_METRICS_HOST", d.metrics_host),
             metrics_lag_interval=_float(env, "STORMWATCH_METRICS_LAG_INTERVAL", d.metrics_lag_interval),
+            stall_seconds=_float(env, "STORMWATCH_STALL_SECONDS", d.stall_seconds),
+            stall_exit=_bool(env, "STORMWATCH_STALL_EXIT", d.stall_exit),
         )
 
     def topic(self, name: str) -> str:

@@ -130,6 +130,50 @@ def behind(lag: dict[tuple[str, int], tuple[int, int, int]]) -> str:
                      for (t, p), (done, end, n) in sorted(lag.items()) if n) or "none"
 
 
+#: The exit status of a worker that gives up on a stalled partition (EX_TEMPFAIL: try again).
+STALL_EXIT_CODE = 75
+
+
+class StallWatch:
+    """Which partitions have had records waiting without a commit for ``after_s`` seconds.
+
+    Fed the lag reads (:meth:`LagReader.partitions`) of the partitions this worker owns.
+    A partition is stalled when it has records waiting and its committed offset has not
+    moved for ``after_s`` seconds; moving, or having nothing to do, clears it. A slow
+    model batch stalls every partition of its agent for as long as it runs, so
+    ``after_s`` belongs well above the slowest batch (the default is twice the longest
+    poll interval). Pure: the caller passes the time.
+
+    >>> w = StallWatch(after_s=60)
+    >>> w.observe(0, {("posts.raw", 3): (714, 900, 186), ("stats", 0): (5, 5, 0)})
+    {}
+    >>> w.observe(59, {("posts.raw", 3): (714, 950, 236)})
+    {}
+    >>> w.observe(60, {("posts.raw", 3): (714, 990, 276)})
+    {('posts.raw', 3): 60.0}
+    >>> w.observe(61, {("posts.raw", 3): (715, 990, 275)})  # it moved
+    {}
+    """
+
+    def __init__(self, after_s: float) -> None:
+        if after_s <= 0:
+            raise ValueError(f"a stall needs a positive number of seconds, got {after_s}")
+        self.after_s = after_s
+        self._since: dict[tuple[str, int], tuple[int, float]] = {}  # (committed, since when)
+
+    def observe(self, now: float, parts: dict[tuple[str, int], tuple[int, int, int]]
+                ) -> dict[tuple[str, int], float]:
+        """Stalled partitions with the seconds their commit has not moved."""
+        since: dict[tuple[str, int], tuple[int, float]] = {}
+        for tp, (committed, _, waiting) in parts.items():
+            if not waiting:
+                continue
+            prev = self._since.get(tp)
+            since[tp] = prev if prev is not None and prev[0] == committed else (committed, now)
+        self._since = since  # partitions not listed (moved to another worker, caught up) are forgotten
+        return {tp: float(now - t) for tp, (_, t) in sorted(since.items()) if now - t >= self.after_s}
+
+
 async def consumer_lag(settings: Settings) -> dict[str, int]:
     """Records not yet committed by the worker's group, per input topic."""
     return per_topic(await partition_lag(settings))

@@ -130,24 +130,69 @@ def resume_from_state(app: faust.App, table: faust.Table, source: faust.TopicT) 
 
 
 def serve_metrics(app: faust.App, settings: Settings, tele: Telemetry) -> None:
-    """Serve ``/metrics`` (and the JSON panels) once the worker starts; read the lag every
-    ``metrics_lag_interval`` seconds."""
-    from stormwatch.app.lag import LagReader
-
-    reader = LagReader(settings)  # its clients live as long as the worker
+    """Serve ``/metrics`` (and the JSON panels) once the worker starts."""
 
     @app.task
     async def start_http() -> None:
         tele.serve(settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
 
+
+def watch_lag(app: faust.App, settings: Settings, tele: Telemetry | None) -> None:
+    """Every ``metrics_lag_interval`` seconds read the group's lag: export it (with metrics
+    on) and watch this worker's partitions for a stall (:class:`~stormwatch.app.lag.StallWatch`).
+
+    A partition that holds records without a commit for ``stall_seconds`` is logged as an
+    error and counted in ``stormwatch_stalled_partitions``; with ``stall_exit`` the worker
+    then exits with :data:`~stormwatch.app.lag.STALL_EXIT_CODE` at once (no graceful shutdown: what stalled
+    may hold it up), and its supervisor starts it again. That is safe by design: a
+    worker killed at any point resumes from its restored state and pages nothing twice
+    (docs/reliability.md), and a restart is what clears the consumer stall seen there.
+    """
+    import os
+    import sys
+    import time
+
+    from stormwatch.app.lag import STALL_EXIT_CODE, LagReader, StallWatch, per_topic
+
+    reader = LagReader(settings)  # its clients live as long as the worker
+    stalls = StallWatch(settings.stall_seconds) if settings.stall_seconds > 0 else None
+    prefix = len(settings.topic_prefix)
+
+    @app.on_before_shutdown.connect
+    async def close_lag_reader(sender: faust.App, **kwargs: Any) -> None:
+        await reader.close()
+
     @app.timer(settings.metrics_lag_interval)
     async def read_lag() -> None:
         try:
-            tele.metrics.record_lag(await reader.topics())
+            parts = await reader.partitions()
         except Exception as exc:  # the metric keeps its last value; the next tick tries afresh
             log.warning("cannot read the consumer lag: %r", exc)
             await reader.close()
+            return
+        if tele is not None:
+            tele.metrics.record_lag(per_topic(parts))
+        if stalls is None:
+            return
+        mine = {(tp.topic[prefix:], tp.partition) for tp in app.assignor.assigned_actives()}
+        stalled = stalls.observe(time.monotonic(), {k: v for k, v in parts.items() if k in mine})
+        if tele is not None:
+            tele.metrics.record_stalled(stalled)
+        if not stalled:
+            return
+        what = ", ".join(f"{t}[{p}] at offset {parts[t, p][0]} with {parts[t, p][2]} records waiting "
+                         f"for {s:.0f} s" for (t, p), s in stalled.items())
+        if not settings.stall_exit:
+            log.error("stalled partitions: %s", what)
+            return
+        log.critical("stalled partitions: %s; exiting with %d so the worker is restarted",
+                     what, STALL_EXIT_CODE)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(STALL_EXIT_CODE)
 
 
 def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.App:
@@ -210,6 +255,8 @@ def create_app(settings: Settings, scorer: nlp.Scorer | None = None) -> faust.Ap
     tele = Telemetry(PipelineMetrics(brands=watch.config.brands if watch else ()))
     if settings.metrics_port:
         serve_metrics(app, settings, tele)
+    if settings.metrics_port or settings.stall_seconds > 0:
+        watch_lag(app, settings, tele if settings.metrics_port else None)
 
     async def to_dlq(dl: DeadLetter) -> Awaitable[Any]:
         tele.dead(dl)

@@ -175,6 +175,29 @@ def log_tails(logs: Path, workers: int, lines: int = 40) -> str:
     return "\n".join(out)
 
 
+class Supervisor(threading.Thread):
+    """Starts a worker again when it exits with the stall status, as its supervisor would in
+    a deployment (docs/reliability.md, "Known limit"); ``restarts`` lists which worker and when."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]],
+                 start: Callable[[int], subprocess.Popen[bytes]]) -> None:
+        super().__init__(daemon=True)
+        self.procs, self.start_worker = procs, start
+        self.restarts: list[tuple[int, float]] = []
+        self.halt = threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self) -> None:
+        from stormwatch.app.lag import STALL_EXIT_CODE
+
+        while not self.halt.wait(1.0):
+            for i, p in enumerate(self.procs):
+                if p.poll() == STALL_EXIT_CODE:
+                    print(f"worker{i} exited on a stalled partition; starting it again", file=sys.stderr)
+                    self.restarts.append((i, round(time.monotonic() - self.t0, 1)))
+                    self.procs[i] = self.start_worker(i)
+
+
 class LagSampler(threading.Thread):
     """Samples the worker group's consumer lag once a second; keeps the peak per topic."""
 
@@ -277,21 +300,24 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
         if worker_cpus:
             os.sched_setaffinity(0, worker_cpus)
 
-    procs = []
-    for i in range(workers):
+    def start(i: int, mode: str = "ab") -> subprocess.Popen[bytes]:
         # Each worker has its own state folder, as on separate machines.
         wenv = {**env, "STORMWATCH_STATE_DIR": str(logs / f"state{i}")}
-        with (logs / f"worker{i}.log").open("wb") as fh:  # fresh: readiness is read from it
+        with (logs / f"worker{i}.log").open(mode) as fh:
             cmd = [sys.executable, "-m", "stormwatch.cli", "worker", "--loglevel", loglevel]
-            procs.append(subprocess.Popen(cmd, env=wenv, stdout=fh, stderr=subprocess.STDOUT,
-                                          preexec_fn=pinned if worker_cpus else None))
+            return subprocess.Popen(cmd, env=wenv, stdout=fh, stderr=subprocess.STDOUT,
+                                    preexec_fn=pinned if worker_cpus else None)
+
+    procs = [start(i, "wb") for i in range(workers)]  # fresh logs: readiness is read from them
     os.sched_setaffinity(0, rest)
     sampler = LagSampler(s)
+    supervisor = Supervisor(procs, start)
     try:
         wait_group(s, workers, min(timeout, 300.0), lambda: all(p.poll() is None for p in procs),
                    lambda: workers_ready(logs, workers))
         t0 = time.monotonic()
         sampler.start()
+        supervisor.start()
         summary = asyncio.run(replay(iter_file(path), s, path))
         t_produced = time.monotonic() - t0
         try:
@@ -303,6 +329,9 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
         alerts = asyncio.run(read_alerts(s, 2.0))
     finally:
         sampler.halt.set()
+        supervisor.halt.set()
+        if supervisor.is_alive():
+            supervisor.join()
         for p in procs:
             p.terminate()
         for p in procs:
@@ -320,6 +349,7 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
             "workers_peak_rss_mib": [w.get("peak_rss_mib") for w in per_worker],
             "workers_cpu_s": [w.get("cpu_s") for w in per_worker],
             "worker_cpus": sorted(worker_cpus) if worker_cpus else None,
+            "worker_restarts": supervisor.restarts,
             "note": "end_to_end is until the first zero-lag read; reads are 0.5 s apart", "alerts": alerts}
 
 

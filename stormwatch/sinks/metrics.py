@@ -157,6 +157,9 @@ class PipelineMetrics:
         self.lag = Gauge("stormwatch_consumer_lag_records",
                          "Records the worker's group has not committed yet, per input topic", ["topic"],
                          registry=r)
+        self.stalled = Gauge("stormwatch_stalled_partitions",
+                             "This worker's input partitions holding records without a commit for "
+                             "STORMWATCH_STALL_SECONDS, per topic", ["topic"], registry=r)
         self.latency = Histogram("stormwatch_processing_latency_seconds",
                                  "From a record's append to the stage's input topic until the stage has "
                                  "handed on its output", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
@@ -223,6 +226,23 @@ class PipelineMetrics:
     def record_lag(self, lag: dict[str, int]) -> None:
         for topic, n in lag.items():
             self.lag.labels(topic).set(n)
+
+    def record_stalled(self, stalled: Iterable[tuple[str, int]]) -> None:
+        """Set the stalled-partition count of every input topic (0 where none is).
+
+        >>> m = PipelineMetrics()
+        >>> m.record_stalled([("posts.raw", 3), ("posts.raw", 5)])
+        >>> m.value("stormwatch_stalled_partitions", topic="posts.raw"), m.value(
+        ...     "stormwatch_stalled_partitions", topic="stats")
+        (2.0, 0.0)
+        """
+        from stormwatch.app.lag import INPUTS
+
+        counts = dict.fromkeys(INPUTS, 0)
+        for topic, _ in stalled:
+            counts[topic] = counts.get(topic, 0) + 1
+        for topic, n in counts.items():
+            self.stalled.labels(topic).set(n)
 
     def value(self, name: str, **labels: str) -> float | None:
         """One sample's current value (tests and doctests)."""

@@ -127,6 +127,36 @@ def test_a_batch_slower_than_the_poll_interval_causes_no_rebalance_and_no_duplic
     assert log.count("resuming ") == 2, log[-3000:]
 
 
+def test_a_stalled_partition_makes_the_worker_exit_and_its_restart_finishes_the_work(env, worker, tmp_path):
+    """A model batch that never returns stands in for the consumer stall of docs/reliability.md
+    ("Known limit"): records wait on a partition whose commit does not move. The worker
+    says which partition, exits with 75 for its supervisor, and a new worker (here without
+    the hang) scores every post."""
+    from stormwatch.app.lag import STALL_EXIT_CODE
+
+    env.update({**PLUGIN, "STORMWATCH_SCORER": "faulty", "STORMWATCH_STALL_SECONDS": "8",
+                "STORMWATCH_METRICS_LAG_INTERVAL": "2"})
+    w = worker()
+    f = tmp_path / "stuck.jsonl"
+    n = synthetic(f, range(0, 30), {}, extra={10: ["SLOW-SCORER:3600 the model hangs"]})
+    t = time.monotonic()
+    cli(env, "ingest", "replay", str(f), "--quiet")
+    wait_for(lambda: not w.alive(), 120, what="the stalled worker to exit")
+    assert time.monotonic() - t >= 8
+    assert w.proc is not None and w.proc.returncode == STALL_EXIT_CODE
+    log = w.log.read_text()
+    stalled = re.search(r"stalled partitions: posts\.raw\[(\d+)\] at offset (\d+) with (\d+) records "
+                        r"waiting", log)
+    assert stalled, log[-3000:]
+    assert int(stalled.group(2)) + int(stalled.group(3)) == n  # nothing committed past the hung batch
+    env["STORMWATCH_SCORER"] = "lexicon"  # the restarted worker's model answers
+    second = worker()
+    caught_up(env)
+    assert second.alive()
+    scored = [json.loads(v)["post"]["id"] for v in values(env, "posts.scored")]
+    assert set(scored) == {f"a{i}" for i in range(n)}  # nothing lost
+
+
 def test_kill_9_one_of_two_workers_mid_replay_loses_nothing_and_pages_once(env, worker, data):
     env.update({"STORMWATCH_SESSION_TIMEOUT": "10"})  # in place: the worker fixture reads this dict
     first, second = worker(), worker()
