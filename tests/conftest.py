@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from stormwatch.app.topics import delete_topics
 from stormwatch.config import REPO_ROOT, Settings, data_dir
 
 KAFKA = os.environ.get("STORMWATCH_KAFKA", "127.0.0.1:9092")
@@ -56,13 +58,21 @@ def kafka() -> Iterator[str]:
 
 
 @pytest.fixture
-def env(kafka: str, tmp_path: Path) -> dict[str, str]:
-    """Environment for one test: its own topic prefix and app id on the shared broker."""
+def env(kafka: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for one test: its own topic prefix and app id on the shared broker.
+
+    Its topics are deleted afterwards (the workers the test started are stopped first:
+    the ``worker`` fixture depends on this one).
+    """
     tag = "t" + uuid.uuid4().hex[:10]
-    return {**os.environ, "STORMWATCH_KAFKA": kafka, "STORMWATCH_APP_ID": tag,
-            "STORMWATCH_TOPIC_PREFIX": f"{tag}.", "STORMWATCH_PARTITIONS": "4",
-            "STORMWATCH_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1",
-            "STORMWATCH_GUARANTEE": os.environ.get("STORMWATCH_GUARANTEE", "at_least_once")}
+    yield {**os.environ, "STORMWATCH_KAFKA": kafka, "STORMWATCH_APP_ID": tag,
+           "STORMWATCH_TOPIC_PREFIX": f"{tag}.", "STORMWATCH_PARTITIONS": "4",
+           "STORMWATCH_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1",
+           "STORMWATCH_GUARANTEE": os.environ.get("STORMWATCH_GUARANTEE", "at_least_once")}
+    try:  # so a developer's broker does not keep every test's data
+        asyncio.run(delete_topics(kafka, tag))
+    except Exception as exc:  # a broker a fault test left down is no reason to fail the test
+        print(f"could not delete the topics of {tag}: {exc!r}")
 
 
 def settings_of(env: dict[str, str]) -> Settings:

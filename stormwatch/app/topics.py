@@ -86,6 +86,22 @@ async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings, tabl
                 "all topics must have the same count (delete the topics or change the setting)")
 
 
+async def delete_topics(kafka: str, prefix: str, timeout_s: float = 20.0) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a throwaway run's topics and
+    its tables' changelogs: tests and benchmarks use a fresh app id as that prefix)."""
+    if not prefix:
+        raise ValueError("refusing to delete every topic: give a prefix")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=int(timeout_s * 1000))
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        if names:
+            await admin.delete_topics(names, timeout_ms=int(timeout_s * 1000))
+        return names
+    finally:
+        await admin.close()
+
+
 def main(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     try:

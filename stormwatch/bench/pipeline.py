@@ -281,7 +281,7 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
     still behind and ends with the tail of each worker's log.
     """
     from stormwatch.app.lag import caught_up_at
-    from stormwatch.app.topics import ensure_topics
+    from stormwatch.app.topics import delete_topics, ensure_topics
     from stormwatch.ingest.readers import iter_file
     from stormwatch.ingest.replay import replay
     from stormwatch.sinks.console import read_alerts
@@ -340,6 +340,10 @@ def bench_kafka(path: str, settings: Settings, partitions: int, timeout: float, 
             except subprocess.TimeoutExpired:
                 p.kill()
         os.sched_setaffinity(0, own_cpus)
+        try:  # a benchmark's topics are throwaway; the broker need not keep them
+            asyncio.run(delete_topics(s.kafka, tag))
+        except Exception as exc:
+            print(f"could not delete the topics of {tag}: {exc!r}", file=sys.stderr)
     posts = int(summary["posts"])  # type: ignore[call-overload]
     return {"mode": "kafka", "posts": posts, "partitions": partitions, "workers": workers,
             "produce_seconds": round(t_produced, 2), "end_to_end_seconds": round(t_done, 2),

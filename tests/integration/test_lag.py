@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stormwatch.app.lag import LagReader, caught_up_at
-from stormwatch.app.topics import ensure_topics
+from stormwatch.app.topics import TOPICS, changelog_topics, delete_topics, ensure_topics
 from tests.conftest import settings_of
 
 pytestmark = [pytest.mark.kafka]
@@ -77,3 +77,23 @@ def test_caught_up_at_names_the_partitions_behind_on_timeout(env):
             await caught_up_at(s, timeout_s=1.0, settle_s=1.0)
 
     asyncio.run(scenario())
+
+
+def test_delete_topics_removes_a_runs_topics_and_changelogs_only(env):
+    s = settings_of(env)
+    other = settings_of({**env, "STORMWATCH_APP_ID": env["STORMWATCH_APP_ID"] + "x",
+                         "STORMWATCH_TOPIC_PREFIX": "keep" + env["STORMWATCH_TOPIC_PREFIX"]})
+
+    async def run() -> tuple[list[str], list[str]]:
+        await ensure_topics(s, tables=True)
+        kept = await ensure_topics(other)
+        deleted = await delete_topics(s.kafka, s.app_id + ".")  # the topics, not the changelogs
+        deleted += await delete_topics(s.kafka, s.app_id + "-")  # the changelogs
+        await delete_topics(s.kafka, other.topic_prefix)
+        return deleted, kept
+
+    deleted, kept = asyncio.run(run())
+    assert deleted == sorted(s.topic(t.name) for t in TOPICS) + sorted(changelog_topics(s))
+    assert len(kept) == len(TOPICS) and not set(kept) & set(deleted)
+    with pytest.raises(ValueError, match="prefix"):
+        asyncio.run(delete_topics(s.kafka, ""))
