@@ -40,52 +40,99 @@ install() {
 kafka_start() { KAFKA_PORT=$kafka_port deploy/kafka/kafka.sh start; }
 kafka_stop() { KAFKA_PORT=$kafka_port deploy/kafka/kafka.sh stop; }
 
+# Whether a Kafka broker already answers on STORMWATCH_KAFKA (another checkout's, a real one).
+kafka_answers() {
+  "$PY" - <<'EOF' 2>/dev/null
+import asyncio, os
+from aiokafka.admin import AIOKafkaAdminClient
+
+async def main() -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["STORMWATCH_KAFKA"], request_timeout_ms=5000)
+    await asyncio.wait_for(admin.start(), 10)
+    try:
+        await asyncio.wait_for(admin.list_topics(), 10)
+    finally:
+        await admin.close()
+
+asyncio.run(main())
+EOF
+}
+
+# Use the broker that answers on STORMWATCH_KAFKA, or start the local one; sets STARTED_KAFKA.
+STARTED_KAFKA=0
+kafka_up() {
+  if kafka_answers; then
+    say "using the Kafka broker that already answers on $STORMWATCH_KAFKA"
+  else
+    kafka_start
+    STARTED_KAFKA=1
+  fi
+}
+
+WORKER_PID=""
+stop_worker() {
+  if [ -n "$WORKER_PID" ]; then
+    kill "$WORKER_PID" 2>/dev/null || true
+    wait "$WORKER_PID" 2>/dev/null || true
+    WORKER_PID=""
+  fi
+}
+
 demo() {
   install
-  kafka_start
+  kafka_up
   local posts=$STORMWATCH_DATA/posts/airline_posts_unlabelled.jsonl
   [ -f "$posts" ] || { echo "no posts at $posts (set STORMWATCH_DATA)" >&2; exit 1; }
   export STORMWATCH_APP_ID=${STORMWATCH_APP_ID:-demo-$(date +%s)}
   export STORMWATCH_TOPIC_PREFIX=${STORMWATCH_TOPIC_PREFIX:-$STORMWATCH_APP_ID.}
   mkdir -p var
   say "worker (log: var/worker.log)"
-  sw worker --loglevel warn > var/worker.log 2>&1 &
-  local worker=$!
-  trap 'kill $worker 2>/dev/null || true' EXIT
+  # Started directly, not through a shell function, so $! is the worker itself.
+  "$PY" -m stormwatch.cli worker --loglevel warn > var/worker.log 2>&1 &
+  WORKER_PID=$!
+  trap stop_worker EXIT
   say "replaying $posts"
   local t0=$SECONDS
   sw ingest replay "$posts"
   say "waiting for the worker to catch up"
   sw lag --wait --timeout 900 >/dev/null
   local elapsed=$((SECONDS - t0))
-  say "alerts (JSON lines), first the incident openings"
+  say "alerts: the incidents opened for whole brands (all events in var/alerts.jsonl)"
   sw alerts --timeout 3 > var/alerts.jsonl
   "$PY" - var/alerts.jsonl <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 for a in sorted(rows, key=lambda a: a["started_at"]):
-    if a["event"] == "open" and a["channel"] == "*":
-        print(f"{a['started_at']}  {a['brand']:<16} {a['severity']:<9} observed {a['observed']:g} "
-              f"vs expected {a['expected']:.2f} (band {a['lower']:.2f}..{a['upper']:.2f}, "
-              f"score {a['score']:.4f})")
+    if a["event"] != "open" or a["channel"] != "*":
+        continue
+    head = f"{a['started_at']}  {a['brand']:<16} {a['severity']:<8}"
+    if a.get("kind") == "emerging":
+        terms = ", ".join(t["term"] for t in a["evidence"].get("emerging_terms", []))
+        print(f"{head} emerging topic '{terms}': {a['observed']:g} posts with it "
+              f"vs {a['expected']:.2f} expected")
+    else:
+        print(f"{head} volume: {a['observed']:g} posts in the minute vs {a['expected']:.2f} expected "
+              f"(detector score {a['score']:.4f}, type {a.get('crisis_type') or '-'})")
 print(f"\n{len(rows)} alert events in var/alerts.jsonl")
 EOF
   echo "end to end: ${elapsed} s from the first post produced until the worker had caught up"
-  kill "$worker" 2>/dev/null || true
-  wait "$worker" 2>/dev/null || true
+  stop_worker
   trap - EXIT
-  echo "Kafka keeps running on $STORMWATCH_KAFKA; stop it with: ./dev.sh kafka-stop"
+  echo "The demo's topics stay on the broker under the prefix $STORMWATCH_TOPIC_PREFIX"
+  if [ "$STARTED_KAFKA" = 1 ]; then
+    echo "Kafka keeps running on $STORMWATCH_KAFKA; stop it with: STORMWATCH_KAFKA=$STORMWATCH_KAFKA ./dev.sh kafka-stop"
+  fi
 }
 
 test_all() {
   install
-  kafka_start
+  kafka_up
   say "tests"
   set +e
   "$PY" -m pytest -q
   local rc=$?
   set -e
-  kafka_stop
+  if [ "$STARTED_KAFKA" = 1 ]; then kafka_stop; fi
   if [ "$rc" = 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi
   exit "$rc"
 }

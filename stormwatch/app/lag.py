@@ -10,11 +10,16 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from stormwatch.config import Settings
+
+T = TypeVar("T")
 
 #: The topics the worker consumes, in pipeline order.
 INPUTS = ("posts.raw", "posts.scored", "stats")
@@ -34,6 +39,40 @@ async def _records_between(consumer: AIOKafkaConsumer, tp: TopicPartition, start
         if not batch:
             break
     return n
+
+
+#: How long a lag read retries errors the broker says will pass (a group coordinator not
+#: elected yet on a broker that has just started, a leader moving).
+RETRY_S = 30.0
+
+
+async def _retrying(call: Callable[[], Awaitable[T]], within_s: float = RETRY_S) -> T:
+    """``await call()``, again every 0.5 s while it raises a retriable Kafka error, for at
+    most ``within_s`` seconds; then the last error is raised.
+
+    >>> from aiokafka.errors import GroupCoordinatorNotAvailableError, GroupAuthorizationFailedError
+    >>> tries = []
+    >>> async def flaky(error):
+    ...     tries.append(error)
+    ...     if len(tries) < 3:
+    ...         raise error()
+    ...     return "read"
+    >>> asyncio.run(_retrying(lambda: flaky(GroupCoordinatorNotAvailableError))), len(tries)
+    ('read', 3)
+    >>> tries.clear()
+    >>> asyncio.run(_retrying(lambda: flaky(GroupAuthorizationFailedError)))  # not one that passes
+    Traceback (most recent call last):
+    ...
+    aiokafka.errors.GroupAuthorizationFailedError: ...
+    """
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.5)
 
 
 class LagReader:
@@ -81,7 +120,7 @@ class LagReader:
             await self.start()
         admin, consumer, s = self._admin, self._consumer, self.settings
         assert admin is not None and consumer is not None
-        committed = await admin.list_consumer_group_offsets(s.app_id)
+        committed = await _retrying(lambda: admin.list_consumer_group_offsets(s.app_id))
         tps = [TopicPartition(s.topic(t), p) for t in INPUTS for p in range(s.partitions)]
         ends = await consumer.end_offsets(tps)
         out = {}
