@@ -76,7 +76,7 @@ class Settings:
     partitions: int = 8
     guarantee: str = "at_least_once"
     state_dir: str = "var/faust"
-    scorer: str = "lexicon"
+    scorer: str = "e5"  # the offline transformer (docs/sentiment.md); "lexicon": rule-based
     scorer_batch: int = 256
     scorer_within: float = 0.5
     #: aggregate and detect take up to this many records (or what arrives within

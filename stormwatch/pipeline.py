@@ -51,6 +51,7 @@ from stormwatch.model import (
     writable,
 )
 from stormwatch.nlp.base import Scorer
+from stormwatch.nlp.lang import detect_or_none
 from stormwatch.positions import KEY as POSITION_KEY
 from stormwatch.positions import Position, applied, batched, is_marker, position_of, with_position
 from stormwatch.watch import WatchConfig
@@ -149,10 +150,12 @@ class Enricher:
     def _score(self, posts: list[Post]) -> list[ScoredPost | DeadLetter]:
         if not posts:
             return []
+        # A post's declared language, else the one detected offline (py3langid).
+        langs = [p.lang or detect_or_none(p.text) for p in posts]
         try:
-            sentiments = self.scorer.score([p.text for p in posts], [p.lang for p in posts])
-            return [ScoredPost(p, s, p.lang, crisis=self.crisis.classify(p.text, p.lang))
-                    for p, s in zip(posts, sentiments, strict=True)]
+            sentiments = self.scorer.score([p.text for p in posts], langs)
+            return [ScoredPost(p, s, lang, crisis=self.crisis.classify(p.text, lang))
+                    for p, s, lang in zip(posts, sentiments, langs, strict=True)]
         except Exception as exc:
             if len(posts) == 1:
                 return [self._poison(posts[0], exc)]

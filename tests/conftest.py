@@ -20,6 +20,12 @@ from stormwatch.config import REPO_ROOT, Settings, data_dir
 
 KAFKA = os.environ.get("STORMWATCH_KAFKA", "127.0.0.1:9092")
 
+# The pipeline's tests run the rule-based scorer: they are about moving, bucketing and
+# alerting, and a transformer per worker process would cost ~10 s and 2 GB each. The
+# default scorer (e5) has its own tests (test_nlp_*, and an end-to-end one through Kafka
+# in tests/integration/test_kafka_pipeline.py that unsets this).
+os.environ.setdefault("STORMWATCH_SCORER", "lexicon")
+
 
 @pytest.fixture(scope="session")
 def data() -> Path:

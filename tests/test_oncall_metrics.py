@@ -30,7 +30,7 @@ def slice_file(data: Path, out: Path, start: str = SLICE[0], end: str = SLICE[1]
 
 def run_like_worker(path: Path, tele: Telemetry) -> list:
     """Enrich → aggregate → detect over dicts, calling the telemetry where the agents call it."""
-    s = Settings()
+    s = Settings(scorer="lexicon")
     enricher = Enricher(nlp.make(s.scorer))
     agg = Aggregator({}, s.bucket_seconds, s.lateness_seconds)
     det = Detection({}, s.detector, s.detector_params, s.policy)

