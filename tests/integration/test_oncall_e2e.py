@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stormwatch.config import REPO_ROOT, Settings
 from stormwatch.ingest.producer import PostProducer
@@ -161,7 +162,11 @@ def test_replay_pages_once_resolves_and_every_dashboard_query_has_data(env, work
             # the repository's rules loaded and evaluate without error; Alertmanager is discovered
             with urllib.request.urlopen(f"{prom}/api/v1/rules", timeout=10) as resp:
                 rules = [r for g in json.load(resp)["data"]["groups"] for r in g["rules"]]
-            assert len(rules) == 13 and all(r["health"] == "ok" for r in rules), rules
+            rules_file = REPO_ROOT / "deploy" / "prometheus" / "rules" / "stormwatch.yml"
+            in_file = yaml.safe_load(rules_file.read_text())
+            expected = sorted(r.get("record") or r["alert"] for g in in_file["groups"] for r in g["rules"])
+            assert sorted(r["name"] for r in rules) == expected and len(expected) == 14, rules
+            assert all(r["health"] == "ok" for r in rules), rules
             with urllib.request.urlopen(f"{prom}/api/v1/alertmanagers", timeout=10) as resp:
                 active = json.load(resp)["data"]["activeAlertmanagers"]
             assert [m["url"] for m in active] == [f"{am}/api/v2/alerts"]
