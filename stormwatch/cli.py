@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brands", type=int, default=8)
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--every", type=float, default=5.0, help="seconds between memory/lag samples")
+    p.add_argument("--texts", choices=["repeat", "varied"], default="repeat",
+                   help="6 texts over and over, or 102,102 distinct ones (every post a model pass)")
     p.set_defaults(func=_lazy("stormwatch.bench.soak:main"))
 
     p = bsub.add_parser("fuzz", help="coverage-guided fuzzing of the input parsers (atheris)")

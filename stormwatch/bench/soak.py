@@ -19,6 +19,14 @@ The schedule is a pure function, so it is tested without Kafka:
 [300, 100]
 >>> synthetic_post(3, 1_700_000_000.0, brands=4)["brand"]
 'Brand3'
+>>> synthetic_post(3, 0.0, brands=4, varied=True)["text"]
+'cannot log in again, this is terrible this morning in berlin via the app'
+
+``--texts varied`` gives each post one of 102,102 texts (a base text and four phrases
+from short lists), so a text comes back no sooner than 102,102 posts later: beyond the
+transformer scorer's cache of the last 10,000 texts, so every post costs a model pass,
+as in a live stream; the default ``repeat`` uses the 6 base texts (the lexicon runs in
+docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -48,10 +56,27 @@ def phase_rates(capacity: float, factor: float) -> tuple[float, float]:
     return capacity * factor, capacity * 0.5
 
 
-def synthetic_post(i: int, now: float, brands: int) -> dict[str, Any]:
+#: Phrases that make ``--texts varied`` posts distinct: 7 × 11 × 13 × 17 = 17,017 combinations
+#: (with the 6 base texts, 102,102 distinct posts in a row).
+VARY = (("today", "again", "since monday", "this morning", "all week", "right now", "tonight"),
+        ("in berlin", "in hamburg", "in munich", "in london", "in vienna", "in zurich", "in cologne",
+         "in leeds", "in paris", "in madrid", "in rome"),
+        ("via the app", "on the website", "at the branch", "by phone", "in chat", "by email",
+         "at the atm", "with my card", "on my laptop", "on android", "on iphone", "on the tablet",
+         "with apple pay"),
+        ("", "!", "!!", "?", "...", " :(", " :)", " #fail", " #help", " #thanks", " #down",
+         " #outage", " #service", " #bank", " #app", " #update", " #support"))
+
+
+def synthetic_post(i: int, now: float, brands: int, varied: bool = False) -> dict[str, Any]:
     """The ``i``-th post of the stream, created at ``now`` (epoch seconds)."""
+    text = TEXTS[(i * 7) % len(TEXTS)]
+    if varied:
+        a, b, c, d = VARY
+        text = (f"{text} {a[i % 7]} {b[(i // 7) % 11]} {c[(i // 77) % 13]}"
+                f"{d[(i // 1001) % 17]}")
     return {"id": f"soak-{i}", "created_at": round(now, 3), "channel": "twitter" if i % 3 else "rss",
-            "brand": f"Brand{i % brands}", "text": TEXTS[(i * 7) % len(TEXTS)]}
+            "brand": f"Brand{i % brands}", "text": text}
 
 
 def rss_mib(pid: int) -> float:
@@ -81,7 +106,7 @@ class Samples:
 
 
 async def produce_at(settings: Settings, rate: float, seconds: float, start_index: int,
-                     brands: int) -> int:
+                     brands: int, varied: bool = False) -> int:
     """Produce posts at ``rate`` per second for ``seconds``; returns how many were sent."""
     from stormwatch.ingest.producer import PostProducer
 
@@ -91,7 +116,7 @@ async def produce_at(settings: Settings, rate: float, seconds: float, start_inde
         while (elapsed := time.monotonic() - t0) < seconds:
             due = int(elapsed * rate) - sent
             for _ in range(max(0, due)):
-                item = producer.prepare(synthetic_post(start_index + sent, time.time(), brands))
+                item = producer.prepare(synthetic_post(start_index + sent, time.time(), brands, varied))
                 await producer.send_post(item)  # type: ignore[arg-type]
                 sent += 1
             await asyncio.sleep(0.02)
@@ -153,7 +178,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.run(ensure_topics(settings, tables=True))
     worker = subprocess.Popen([sys.executable, "-m", "stormwatch.cli", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out: dict[str, Any] = {"partitions": args.partitions, "brands": args.brands, "scorer": settings.scorer}
+    varied = getattr(args, "texts", "repeat") == "varied"
+    out: dict[str, Any] = {"partitions": args.partitions, "brands": args.brands, "scorer": settings.scorer,
+                           "texts": "varied" if varied else "repeat"}
     try:
         time.sleep(8.0)  # join the group before the first post arrives
         capacity = args.capacity
@@ -161,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if capacity is None:
             n = args.burst
             t = time.perf_counter()
-            index = asyncio.run(_burst(settings, n, args.brands))
+            index = asyncio.run(_burst(settings, n, args.brands, varied))
             asyncio.run(wait_caught_up(settings, 900, settle_s=1.0))
             capacity = n / (time.perf_counter() - t)
             out["capacity_burst_posts"] = n
@@ -175,11 +202,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             samples, phase, stop = Samples(), ["overload"], asyncio.Event()
             t0 = time.monotonic()
             sampler = asyncio.create_task(sample(settings, worker.pid, samples, phase, t0, args.every, stop))
-            sent = {"overload": await produce_at(settings, high, args.minutes * 60, index, args.brands)}
+            sent = {"overload": await produce_at(settings, high, args.minutes * 60, index, args.brands,
+                                                 varied)}
             phase[0] = "recovery"
             t_recovery.append(time.time())
             sent["recovery"] = await produce_at(settings, low, args.recover_minutes * 60,
-                                                index + sent["overload"], args.brands)
+                                                index + sent["overload"], args.brands, varied)
             phase[0] = "drain"
             try:
                 await wait_caught_up(settings, args.drain_timeout, settle_s=1.0)
@@ -216,13 +244,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-async def _burst(settings: Settings, n: int, brands: int) -> int:
+async def _burst(settings: Settings, n: int, brands: int, varied: bool = False) -> int:
     from stormwatch.ingest.producer import PostProducer
 
     async with PostProducer(settings, source="soak", max_in_flight=2000) as producer:
         now = time.time()
         for i in range(n):
-            await producer.send_post(producer.prepare(synthetic_post(i, now, brands)))  # type: ignore[arg-type]
+            await producer.send_post(producer.prepare(synthetic_post(i, now, brands, varied)))  # type: ignore[arg-type]
     return n
 
 
