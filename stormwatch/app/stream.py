@@ -32,6 +32,9 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
+import sys
+import time
 import weakref
 from collections.abc import Awaitable
 from typing import Any
@@ -149,10 +152,6 @@ def watch_lag(app: faust.App, settings: Settings, tele: Telemetry | None) -> Non
     worker killed at any point resumes from its restored state and pages nothing twice
     (docs/reliability.md), and a restart is what clears the consumer stall seen there.
     """
-    import os
-    import sys
-    import time
-
     from stormwatch.app.lag import STALL_EXIT_CODE, LagReader, StallWatch, per_topic
 
     reader = LagReader(settings)  # its clients live as long as the worker

@@ -109,14 +109,20 @@ def test_poison_post_and_poison_bucket_go_to_the_dlq_and_the_agents_keep_consumi
     assert len(dead_letters(env)) == 3
 
 
+def replay_with_slow_scorer(env: dict[str, str], path: Path, seconds: int) -> tuple[int, float]:
+    """Replay 30 minutes of Acme posts, one of which makes the ``faulty`` scorer's batch take
+    ``seconds``; returns the post count and when the replay started (``time.monotonic``)."""
+    n = synthetic(path, range(0, 30), {}, extra={10: [f"SLOW-SCORER:{seconds} the model is slow"]})
+    t = time.monotonic()
+    cli(env, "ingest", "replay", str(path), "--quiet")
+    return n, t
+
+
 def test_a_batch_slower_than_the_poll_interval_causes_no_rebalance_and_no_duplicates(env, worker, tmp_path):
     env.update({**PLUGIN, "STORMWATCH_SCORER": "faulty", "STORMWATCH_MAX_POLL_INTERVAL": "8",
                 "STORMWATCH_SESSION_TIMEOUT": "8"})
     w = worker()
-    f = tmp_path / "slow.jsonl"
-    n = synthetic(f, range(0, 30), {}, extra={10: ["SLOW-SCORER:20 the app is slow"]})
-    t = time.monotonic()
-    cli(env, "ingest", "replay", str(f), "--quiet")
+    n, t = replay_with_slow_scorer(env, tmp_path / "slow.jsonl", 20)
     caught_up(env)
     assert time.monotonic() - t >= 20  # the slow batch really was slow
     assert w.alive()
@@ -137,10 +143,7 @@ def test_a_stalled_partition_makes_the_worker_exit_and_its_restart_finishes_the_
     env.update({**PLUGIN, "STORMWATCH_SCORER": "faulty", "STORMWATCH_STALL_SECONDS": "8",
                 "STORMWATCH_METRICS_LAG_INTERVAL": "2"})
     w = worker()
-    f = tmp_path / "stuck.jsonl"
-    n = synthetic(f, range(0, 30), {}, extra={10: ["SLOW-SCORER:3600 the model hangs"]})
-    t = time.monotonic()
-    cli(env, "ingest", "replay", str(f), "--quiet")
+    n, t = replay_with_slow_scorer(env, tmp_path / "stuck.jsonl", 3600)  # a model that hangs
     wait_for(lambda: not w.alive(), 120, what="the stalled worker to exit")
     assert time.monotonic() - t >= 8
     assert w.proc is not None and w.proc.returncode == STALL_EXIT_CODE
